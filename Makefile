@@ -1,0 +1,43 @@
+# Two commands do everything on a fresh machine: `make run` and `make test`.
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: run test install index lint bench browser clean
+
+install: $(STAMP)
+
+# torch is pinned first so that pip takes the CPU wheel on disk, never a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+index: install
+	$(PY) -m chatbot index --if-missing
+
+run: install index
+	$(PY) app.py
+
+# Browser tests drive Debian's chromium; install it when it is missing (root on these machines).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian chromium for the browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: install browser
+	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing on purpose" >&2; exit 1; fi; \
+	exit $$rc
+
+lint: install
+	$(PY) -m ruff check chatbot tests app.py
+
+bench: install index
+	$(PY) -m chatbot bench
+
+clean:
+	rm -rf $(VENV) index data

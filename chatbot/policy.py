@@ -1,0 +1,231 @@
+"""Decide what kind of reply a question deserves, before any text is composed.
+
+These rules steer the conversation (refuse, route a side effect, suggest a doctor); they are not
+the security boundary. Whatever they decide, a public caller's search only ever sees public chunks.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import unicodedata
+from dataclasses import dataclass
+
+INVALID = "invalid"
+ADVERSE_EVENT = "adverse_event"
+OUT_OF_SCOPE = "out_of_scope"
+HCP_ONLY = "hcp_only"
+ADVICE = "advice"
+NO_ANSWER = "no_answer"
+ANSWER = "answer"
+KINDS = (INVALID, ADVERSE_EVENT, OUT_OF_SCOPE, HCP_ONLY, ADVICE, NO_ANSWER, ANSWER)
+
+
+def _rx(*parts: str) -> re.Pattern:
+    return re.compile("|".join(f"(?:{p})" for p in parts), re.I)
+
+
+DRUGS = _rx(r"\blarotrectinib\w*", r"\bvitrakvi\b", r"\bentrectinib\w*", r"\brozlytrek\b",
+            r"\brepotrectinib\w*", r"\baugtyro\b", r"\bselitrectinib\b", r"\bloxo-?\s?(101|195)\b",
+            r"\btaletrectinib\b", r"\bcrizotinib\b")
+MEDICINE = _rx(DRUGS.pattern, r"\btrk[- ]?(inhibitor|remmer)s?\b", r"\binhibitor", r"\bremmer",
+               r"\bmedicine", r"\bmedication", r"\bdrugs?\b", r"\bpills?\b", r"\bcapsules?\b", r"\btablets?\b",
+               r"\btreatment\b", r"\btherapy\b", r"\bchemo", r"\bgeneesmiddel", r"\bmedicijn", r"\bmedicatie",
+               r"\bbehandeling\b", r"\bpil(len)?\b", r"\bcapsule", r"\bdrank\b", r"\bkuur\b")
+
+DOMAIN = _rx(
+    r"\bn?trk", r"ntrk", r"\bfusi", r"fusion", r"fusie", r"cancer", r"kanker", r"\btumou?r", r"\btumor",
+    r"oncolog", r"carcino", r"sarcom", r"nephrom", r"melanom", r"\bgenes?\b", r"\bgen(en)?\b", r"genom",
+    r"genetic", r"genetisch", r"mutation", r"mutatie", r"biops", r"diagnos", r"sequenc", r"\bngs\b",
+    r"\bihc\b", r"immunohisto", r"\bfish\b", r"\bpcr\b", r"precision medicine", r"precisiegenees",
+    r"kinase", r"\bprotein", r"\beiwit", r"\breceptor", r"metasta", r"uitzaai", r"\bmasc\b", r"\besmo\b",
+    r"side[- ]effect", r"bijwerking", r"adverse", r"\bhcp\b", r"healthcare professional", r"zorgprofessional",
+    r"big[- ]?(register|nummer|number)", r"\blareb\b", r"oncologist", r"\bdose\b", r"\bdosis\b",
+    r"\bdosing\b", r"\bdosage\b", MEDICINE.pattern,
+)
+
+HCP_TOPIC = _rx(
+    # dosing
+    r"\bdos(e|es|ing|age|is|ering|eringen|eren)\b", r"\bmg\b", r"\d\s?mg", r"mg/m", r"twice (a )?da(il)?y",
+    r"once (a )?da(il)?y", r"how (much|many) .{0,40}\b(take|give|prescribe|capsules|mg)\b",
+    r"\bhoeveel\b.{0,40}\b(innemen|slikken|geven|nemen)\b", r"\b(bid|qd)\b", r"body surface|\bbsa\b",
+    # efficacy and trials
+    r"efficac", r"effective(ness)?\b", r"response rate", r"\borr\b", r"\brespons", r"remission",
+    r"survival", r"\bpfs\b", r"duration of response", r"how well .{0,40}\bwork", r"\bwerkzaam",
+    r"(trial|study|studie|onderzoek)\w* (data|result|resultat|uitkomst)", r"clinical (data|evidence)",
+    r"\bnavigate\b", r"\bscout\b", r"startrk", r"\btrident", r"alka-?372", r"\bnct\d", r"\bpooled\b",
+    r"complete respon", r"partial respon", r"\bconfidence interval\b", r"\b95\s?% ?ci\b",
+    # safety and interactions
+    r"toxicit", r"hepatotox", r"contraindicat", r"\bwarnings?\b", r"precaution", r"\bqt\b",
+    r"interact", r"cyp\s?3a", r"\bcyp\b", r"inducer", r"grapefruit", r"wisselwerking",
+    r"\binteractie", r"(combine|combined|combining|samen)\b.{0,30}\b(with|met)\b.{0,30}(drug|medic|middel)",
+    # testing methods and algorithms
+    r"immunohisto", r"\bihc\b", r"\bfish\b", r"in situ hybrid", r"rt-?pcr", r"\bpcr\b", r"sensitiv",
+    r"specificity", r"algorithm", r"algoritme", r"\besmo\b", r"guideline", r"richtlijn",
+    r"(rna|dna)[- ]based", r"\bassay", r"\bbreakpoint",
+    # resistance
+    r"resist", r"\b[a-z]\d{3}[a-z]\b", r"solvent[- ]?front", r"gatekeeper", r"\bxdfg\b",
+    r"next[- ]generation (trk )?inhibitor", r"second[- ]generation", r"\bbypass\b",
+    # biology beyond the public texts
+    r"mutual(ly)? exclusiv", r"exclusiv", r"overexpress", r"fusion partner", r"partner gene",
+    r"\betv6\b", r"\btpm3\b", r"\blmna\b", r"kinase domain", r"\bligand", r"\bngf\b", r"\bbdnf\b",
+    r"\bnt-?[34]\b", r"constitutive", r"chimeric", r"oncogenic driver", r"other drivers?",
+    r"co-?occur", r"incidence", r"prevalence",
+    # product details and label
+    r"\bindication", r"prescribing information", r"\bsmpc\b", r"\blabel\b", r"\bfda\b", r"\bema\b",
+    r"\bapproval (date|history)", r"when was .{0,30}approved", r"oral solution",
+    DRUGS.pattern,
+    # requests for the restricted texts themselves
+    r"\bhcp[- ]?(only|text|document|doc|content|info|information|section|material|page|data)",
+    r"(professional|clinician|doctor|physician|arts|artsen)s?[- ](only|text|document|content|information|informatie|section)",
+    r"zorgprofessional\w* ?(tekst|informatie|document)", r"(restricted|confidential|hidden|internal|secret) (text|document|content|information|data)",
+    r"(print|dump|reveal|show|list|output|repeat|recite|quote|copy|paste|give|translate|summari[sz]e|spell|encode|decode|base64|rot13|leak|vertaal|toon|geef)\b.{0,40}\b(all|every|entire|whole|full|alle|hele)\b.{0,20}\b(text|document|doc|content|corpus|database|index|chunks?|teksten|documenten)",
+    r"system prompt", r"your (instructions|prompt|rules)",
+)
+
+PUBLIC_OK = _rx(r"\breport\w*\b.{0,30}\b(side|adverse|bijwerking)", r"\bmeld\w*\b", r"\blareb\b")
+
+SYMPTOM = _rx(
+    r"dizz", r"nause", r"vomit", r"throw(ing)? up", r"\bpain", r"\bache", r"headache", r"\brash", r"tired",
+    r"fatigue", r"exhaust", r"weight gain", r"gain(ed)? weight", r"put on weight", r"swell", r"swollen",
+    r"fever", r"faint", r"\bfell\b", r"falling", r"fractur", r"broke", r"confus", r"forgetful", r"memory",
+    r"can'?t sleep", r"insomnia", r"mood", r"depress", r"anxious", r"diarrh", r"constipat", r"bleed",
+    r"itch", r"numb", r"tingl", r"jaundice", r"yellow", r"short(ness)? of breath", r"breathless",
+    r"palpitat", r"heart", r"vision", r"blurr", r"taste", r"unsteady", r"wobbly", r"ataxia", r"sick",
+    r"unwell", r"ill\b", r"weak", r"(have|having|had|get|getting|got|experienc\w*|develop\w*|suffer\w*|notic\w*)\b.{0,25}\b(side[- ]effects?|reaction|problem|adverse)",
+    r"duizel", r"misselijk", r"overgeven", r"\bbraken", r"\bpijn", r"uitslag", r"\bmoe\b", r"vermoeid",
+    r"aangekomen", r"gewichtstoename", r"zwel", r"opgezet", r"koorts", r"flauw", r"gevallen", r"breuk",
+    r"verward", r"vergeetachtig", r"slapeloos", r"slecht slapen", r"somber", r"diarree", r"verstop",
+    r"bloed", r"jeuk", r"tintel", r"hartklop", r"benauwd", r"wazig", r"\bziek\b", r"onwel",
+    r"(heb|had|krijg|kreeg|ervaar|last van)\b.{0,25}\bbijwerking",
+)
+SUBJECT = _rx(
+    r"\b(i|i'm|im|i've|ive|i am|me|my)\b",
+    r"\bmy (son|daughter|child|kid|baby|husband|wife|partner|mother|mum|mom|father|dad|patient|friend)\b",
+    r"\b(patient|he|she)\b.{0,40}\b(developed|has|had|gets|got|is|was|experienc\w*|report\w*|complain\w*)\b",
+    r"\b(ik|mij|me|mijn)\b", r"\bmijn (zoon|dochter|kind|man|vrouw|partner|moeder|vader|patiënt|patient)\b",
+    r"\b(patiënt|hij|zij)\b.{0,40}\b(kreeg|heeft|had|krijgt|is)\b",
+)
+ONSET = _rx(
+    r"\b(since|after|while|ever since|when)\b.{0,40}\b(start\w*|began|begun|taking|using|on)\b",
+    r"\b(taking|using|started|start|began|on)\b.{0,30}(" + MEDICINE.pattern + ")",
+    r"\b(sinds|nadat|na|tijdens)\b.{0,40}\b(gebruik|slik|neem|begonnen|gestart|start)",
+    r"\b(gebruik|slik|neem)\b.{0,30}(" + MEDICINE.pattern + ")",
+    DRUGS.pattern,
+)
+
+ADVICE_RX = _rx(
+    r"\bshould (i|we|he|she|they|my|our)\b", r"\bshall (i|we)\b",
+    r"\b(can|could|may) (i|we|he|she|my \w+)\b.{0,20}\b(stop|lower|reduce|increase|skip|change|switch|take|double|halve|quit|refuse|avoid|try|get)\b",
+    r"\bis it (safe|ok|okay|wise|better) (for (me|my|him|her|us)|to)\b", r"\bwhat should (i|we)\b",
+    r"\bdo (i|we) need\b", r"\bwould you recommend\b", r"\brecommend\b.{0,20}\b(me|my|for)\b",
+    r"\b(right|best|suitable) (choice |option |treatment )?for (me|my|him|her|us)\b",
+    r"\b(moet|zou|mag|kan) (ik|wij|we|mijn)\b", r"\bwat moet ik\b", r"\braad\w*\b.{0,20}\baan\b",
+    r"\bgeschikt voor (mij|mijn|ons)\b", r"\bin my (case|situation)\b", r"\bmijn situatie\b",
+)
+
+INJECTION = _rx(r"ignore (all |any )?(previous|prior|above|earlier|your)", r"disregard", r"\bsystem\s*:",
+                r"you are now", r"developer mode", r"\bjailbreak", r"pretend", r"role[- ]?play",
+                r"i am an? (verified )?(doctor|physician|oncologist|hcp|pharmacist|nurse)",
+                r"ik ben (een )?(arts|dokter|oncoloog|apotheker)", r"negeer", r"\bhcp\s*=\s*true")
+
+NL_WORDS = set("""de het een en is van wat hoe wordt worden ik mijn bij voor niet zijn kan welke waarom
+wanneer waar ook met op die dat er heb heeft kinderen volwassenen behandeling kanker ziekte arts
+geneesmiddel bijwerking sinds gebruik moet zou mag u uw je jij erfelijk vastgesteld komt""".split())
+EN_WORDS = set("""the a an and is of what how does do i my for not are can which why when where
+also with on that there have has children adults treatment cancer disease doctor medicine side
+effect since taking should could you your it is inherited diagnosed""".split())
+
+_DELEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"})
+_B64 = re.compile(r"[A-Za-z0-9+/]{12,}={0,2}")
+
+
+def clean(text: str) -> str:
+    """The question with control characters removed and Unicode normalised."""
+    text = unicodedata.normalize("NFKC", text)
+    return "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch)[0] != "C").strip()
+
+
+def detect_language(text: str) -> str:
+    words = re.findall(r"[a-zà-ÿ']+", text.lower())
+    nl = sum(w in NL_WORDS for w in words) + sum(w.endswith(("ij", "ijk", "lijk")) for w in words) * 0.5
+    en = sum(w in EN_WORDS for w in words)
+    if re.search(r"\b(ik|mijn|wat|hoe|welke|wordt|kinderen|kanker|sinds)\b", text.lower()):
+        nl += 1
+    return "nl" if nl > en else "en"
+
+
+def variants(text: str) -> list[str]:
+    """The text plus decoded forms a user might hide a request in (leetspeak, base64, spacing)."""
+    out = [text, text.translate(_DELEET)]
+    spaced = re.sub(r"\b(\w) (?=\w\b)", r"\1", text)  # "d o s e" -> "dose"
+    if spaced != text:
+        out.append(spaced)
+    out.append(re.sub(r"[._*\-]+(?=\w)", "", text))  # "d.o.s.e", "d-o-s-e"
+    for token in _B64.findall(text):
+        try:
+            decoded = base64.b64decode(token + "=" * (-len(token) % 4), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            continue
+        if decoded.isprintable():
+            out.append(decoded)
+    return out
+
+
+_BRANDS = {"vitrakvi": "larotrectinib", "rozlytrek": "entrectinib", "augtyro": "repotrectinib",
+           "loxo-195": "selitrectinib", "loxo195": "selitrectinib", "loxo-101": "larotrectinib"}
+
+
+def drugs_in(text: str) -> set[str]:
+    """Generic names of the TRK inhibitors a text mentions (brand names mapped to generic)."""
+    found = set()
+    for m in DRUGS.finditer(text):
+        name = re.sub(r"\s", "", m.group(0).lower())
+        for generic in ("larotrectinib", "entrectinib", "repotrectinib", "selitrectinib"):
+            if name.startswith(generic):
+                name = generic
+        found.add(_BRANDS.get(name, name))
+    return found
+
+
+def _any(pattern: re.Pattern, texts: list[str]) -> bool:
+    return any(pattern.search(t) for t in texts)
+
+
+@dataclass
+class Decision:
+    kind: str | None  # None: answer from retrieval (answer / no_answer decided after composing)
+    reason: str = ""
+
+
+def is_adverse_event(text: str) -> bool:
+    return bool(SYMPTOM.search(text) and SUBJECT.search(text) and ONSET.search(text))
+
+
+def is_follow_up(question: str) -> bool:
+    """Short or pronoun-led questions that lean on the previous turn ("And in children?")."""
+    q = question.lower().strip()
+    if re.match(r"^(and|also|what about|how about|but|so|en|ook|maar|wat als|hoe zit het)\b", q):
+        return True
+    words = re.findall(r"\w+", q)
+    return len(words) <= 5 and not DOMAIN.search(q) or bool(re.search(r"\b(it|this|that|they|them|het|dit|dat|ze)\b", q) and len(words) <= 9)
+
+
+def asks_hcp_content(texts: list[str]) -> bool:
+    all_variants = [v for t in texts for v in variants(t)]
+    if _any(PUBLIC_OK, texts) and not _any(_rx(r"\b(dose|dosis|efficac|response rate|mg)\b"), texts):
+        return False
+    return _any(HCP_TOPIC, all_variants)
+
+
+def in_domain(texts: list[str]) -> bool:
+    return _any(DOMAIN, [v for t in texts for v in variants(t)])
+
+
+def wants_advice(text: str) -> bool:
+    return bool(ADVICE_RX.search(text))
+
+
+def has_injection(text: str) -> bool:
+    return bool(INJECTION.search(text))

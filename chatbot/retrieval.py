@@ -1,0 +1,188 @@
+"""Hybrid retrieval over one index generation: dense (Chroma, filtered in the query) + BM25, fused by RRF.
+
+Access control lives here: a public search passes ``audience = public`` to Chroma's ``where`` and
+uses a BM25 index built from public chunks only, so HCP text cannot reach a public caller.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import unicodedata
+from dataclasses import dataclass
+
+import bm25s
+import numpy as np
+
+from chatbot.chunking import Chunk
+from chatbot.index import Generation, Store
+
+PUBLIC = "public"
+HCP = "hcp"
+
+STOPWORDS = set("""
+a an the and or of to in on at for with by from is are was were be been being it its this that these those
+what which who whom whose how why when where do does did can could should would may might will shall i me my
+we our you your he she they them their his her there here than then so if not no yes as about into also
+any some all more most other such only own same too very just over under again further once am has have had
+de het een en of van in op aan voor met door uit is zijn was waren wordt worden werd ben bent dit dat deze die
+wat welke wie hoe waarom wanneer waar doe doet kan kunnen zou zouden moet moeten mag ik mij mijn we wij ons onze
+u uw jij je jouw hij zij ze hun haar er hier dan als niet geen ja ook nog al meer meest andere zo
+""".split())
+SYNONYMS = {
+    "tumor": "tumour", "tumors": "tumour", "tumours": "tumour", "kids": "child", "kid": "child",
+    "children": "child", "childhood": "child", "kinderen": "kind", "tumoren": "tumor",
+    "genen": "gen", "genes": "gene", "diagnosed": "diagnos", "diagnosis": "diagnos", "diagnose": "diagnos",
+    "tested": "test", "testing": "test", "tests": "test", "testen": "test",
+    "treated": "treat", "treatment": "treat", "treatments": "treat", "behandeling": "behandel",
+    "behandeld": "behandel", "inherited": "inherit", "hereditary": "inherit", "erfelijke": "erfelijk",
+    "fused": "fusion", "fuses": "fusion", "fusions": "fusion", "fusie": "fusion", "genfusie": "fusion",
+    "ntrk-genfusie": "fusion", "bijwerkingen": "bijwerking", "doses": "dose", "dosing": "dose",
+    "adults": "adult", "volwassenen": "volwassen", "proteins": "protein", "eiwitten": "eiwit",
+    "mutations": "mutation", "inhibitors": "inhibitor", "remmers": "remmer", "reported": "report",
+    "reporting": "report", "common": "common", "rare": "rare", "zeldzame": "zeldzaam",
+}
+_TOKEN = re.compile(r"[0-9a-zà-ÿ][0-9a-zà-ÿ'/-]*[0-9a-zà-ÿ]|[0-9a-zà-ÿ]")
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-cased word tokens without stop words; keeps drug, gene and mutation names whole."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    out = []
+    for tok in _TOKEN.findall(text):
+        tok = tok.strip("'-/")
+        if not tok or tok in STOPWORDS:
+            continue
+        tok = SYNONYMS.get(tok, tok)
+        out.append(tok)
+        if "-" in tok:  # "TRK-fusiekanker" also matches "fusiekanker"
+            out.extend(p for p in tok.split("-") if p and p not in STOPWORDS)
+    return out
+
+
+@dataclass
+class Hit:
+    chunk: Chunk
+    score: float  # fused (RRF) score
+    dense: float  # cosine similarity of query and chunk, 0 if only BM25 found it
+    rank: int
+
+
+class Snapshot:
+    """Everything a query needs from one generation, loaded once and swapped whole."""
+
+    def __init__(self, generation: Generation, loaded_at: float | None = None):
+        self.generation = generation
+        self.name = generation.name
+        self.loaded_at = loaded_at or time.time()
+        self.chunks = generation.chunks
+        self.by_id = {c.id: i for i, c in enumerate(self.chunks)}
+        self.chunk_emb = generation.chunk_embeddings
+        self.audience = np.array([c.audience for c in self.chunks])
+        self.sent_rows: dict[str, list[int]] = {}
+        for row, (cid, _, _) in enumerate(generation.sentences):
+            self.sent_rows.setdefault(cid, []).append(row)
+        self.sentences = [s for _, _, s in generation.sentences]
+        self.sent_emb = generation.sentence_embeddings
+        self.bm25: dict[str, tuple[bm25s.BM25 | None, list[int]]] = {}
+        for scope in (PUBLIC, HCP):
+            rows = [i for i, c in enumerate(self.chunks) if scope == HCP or c.audience == PUBLIC]
+            corpus = [tokenize(self.chunks[i].embed_text()) for i in rows]
+            model = None
+            if rows:
+                model = bm25s.BM25()
+                model.index(corpus, show_progress=False)
+            self.bm25[scope] = (model, rows)
+
+    def best_similarity(self, q: np.ndarray) -> dict[str, float]:
+        """Best cosine of the query against public and against HCP chunks (for policy only)."""
+        sims = self.chunk_emb @ q if len(self.chunks) else np.zeros(0)
+        out = {}
+        for aud in (PUBLIC, HCP):
+            mask = self.audience == aud
+            out[aud] = float(sims[mask].max()) if mask.any() else 0.0
+        return out
+
+    def sentences_of(self, chunk_id: str) -> list[int]:
+        return self.sent_rows.get(chunk_id, [])
+
+
+class Retriever:
+    """Dense + lexical retrieval with reciprocal-rank fusion, filtered by audience and language."""
+
+    def __init__(self, store: Store, top_k: int = 6, rrf_k: int = 60):
+        self.store = store
+        self.top_k = top_k
+        self.rrf_k = rrf_k
+        self._collections: dict[str, object] = {}
+
+    def _collection(self, snapshot: Snapshot):
+        col = self._collections.get(snapshot.name)
+        if col is None:
+            col = self.store.collection(self.store.chunk_collection_name(snapshot.name))
+            self._collections = {snapshot.name: col}
+        return col
+
+    @staticmethod
+    def where(scope: str, language: str | None) -> dict:
+        clauses = []
+        if scope != HCP:
+            clauses.append({"audience": PUBLIC})
+        if language:
+            clauses.append({"language": language})
+        if not clauses:
+            return {}
+        return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+    def dense(self, snapshot: Snapshot, q: np.ndarray, scope: str, language: str | None, n: int):
+        where = self.where(scope, language)
+        res = self._collection(snapshot).query(
+            query_embeddings=[q], n_results=n, where=where or None, include=["distances"],
+        )
+        return [(cid, 1.0 - float(d)) for cid, d in zip(res["ids"][0], res["distances"][0])]
+
+    def lexical(self, snapshot: Snapshot, query: str, scope: str, language: str | None, n: int):
+        model, rows = snapshot.bm25[scope]
+        tokens = tokenize(query)
+        if model is None or not tokens:
+            return []
+        k = min(len(rows), n * 3)
+        docs, scores = model.retrieve([tokens], k=k, show_progress=False, n_threads=1)
+        out = []
+        for idx, score in zip(docs[0], scores[0]):
+            chunk = snapshot.chunks[rows[int(idx)]]
+            if score <= 0 or (language and chunk.language != language):
+                continue
+            if scope != HCP and chunk.audience != PUBLIC:  # defence in depth
+                continue
+            out.append((chunk.id, float(score)))
+        return out[:n]
+
+    def search(self, snapshot: Snapshot, query: str, q: np.ndarray, scope: str,
+               language: str | None = None, timings: dict | None = None) -> list[Hit]:
+        timings = timings if timings is not None else {}
+        n = self.top_k * 2
+        t = time.perf_counter()
+        dense = self.dense(snapshot, q, scope, language, n)
+        timings["vector_ms"] = (time.perf_counter() - t) * 1000
+        t = time.perf_counter()
+        lexical = self.lexical(snapshot, query, scope, language, n)
+        timings["bm25_ms"] = (time.perf_counter() - t) * 1000
+        t = time.perf_counter()
+        fused: dict[str, float] = {}
+        for ranking in (dense, lexical):
+            for rank, (cid, _) in enumerate(ranking):
+                fused[cid] = fused.get(cid, 0.0) + 1.0 / (self.rrf_k + rank + 1)
+        dense_sim = dict(dense)
+        hits = []
+        for rank, (cid, score) in enumerate(sorted(fused.items(), key=lambda kv: -kv[1])[: self.top_k]):
+            row = snapshot.by_id.get(cid)
+            if row is None:
+                continue
+            chunk = snapshot.chunks[row]
+            if scope != HCP and chunk.audience != PUBLIC:
+                continue
+            sim = dense_sim.get(cid, float(snapshot.chunk_emb[row] @ q))
+            hits.append(Hit(chunk, score, sim, rank))
+        timings["fusion_ms"] = (time.perf_counter() - t) * 1000
+        return hits
