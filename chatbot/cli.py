@@ -43,7 +43,7 @@ def index(
     if_missing: bool = typer.Option(False, "--if-missing", help="Do nothing if an index exists."),
 ) -> None:
     """Bring the index in line with corpus/ (embeds only new or changed text)."""
-    from chatbot.index import Store, build_index
+    from chatbot.index import Store
 
     settings = Settings()
     try:
@@ -65,7 +65,9 @@ def index(
 def _run_index(settings: Settings, rebuild: bool):
     from chatbot.index import build_index
 
-    embedder = _embedder(settings)
+    def embedder():
+        return _embedder(settings)
+
     if not sys.stderr.isatty():
         return build_index(settings, embedder, rebuild=rebuild)
     from rich.progress import Progress

@@ -207,7 +207,10 @@ def _diff_documents(new: list[Chunk], old: dict[str, Chunk]) -> tuple[int, int, 
 
 def build_index(settings: Settings, embedder, *, rebuild: bool = False, progress: Progress | None = None,
                 store: Store | None = None) -> IndexSummary:
-    """Bring the index in line with the corpus; embeds only new text. Raises CorpusError before writing."""
+    """Bring the index in line with the corpus; embeds only new text. Raises CorpusError before writing.
+
+    ``embedder`` is an embedder or a zero-argument factory for one (so a no-op run loads no model).
+    """
     t0 = time.perf_counter()
     report = progress or (lambda done, total, msg: None)
     docs = load_corpus(settings.corpus_dir)  # validation happens before anything is touched
@@ -237,6 +240,8 @@ def build_index(settings: Settings, embedder, *, rebuild: bool = False, progress
             report(len(chunks), len(chunks), "index is up to date")
             return summary
 
+        if callable(embedder) and not hasattr(embedder, "encode"):
+            embedder = embedder()  # a factory: the model is loaded only when there is text to embed
         gen = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d%H%M%S") + secrets.token_hex(3)
         try:
             _write_generation(store, gen, chunks, old_gen, embedder, report, summary)

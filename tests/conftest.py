@@ -1,0 +1,55 @@
+"""Shared fixtures: the real packaged model and real Chroma stores in temporary directories."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from chatbot.config import PROJECT_ROOT, Settings
+
+CORPUS = PROJECT_ROOT / "corpus"
+DATA = Path(__file__).parent / "data"
+
+
+def make_settings(root: Path, corpus: Path | None = None, **kw) -> Settings:
+    return Settings(
+        corpus_dir=corpus or root / "corpus", index_dir=root / "index", data_dir=root / "data",
+        database_url=f"sqlite:///{root / 'data' / 'accounts.sqlite3'}", **kw,
+    )
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    from chatbot.embedding import MiniLMEmbeddings
+
+    return MiniLMEmbeddings()
+
+
+@pytest.fixture
+def corpus_copy(tmp_path) -> Path:
+    dest = tmp_path / "corpus"
+    shutil.copytree(CORPUS, dest)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory, embedder):
+    """The real corpus indexed once in a temporary directory: (settings, summary)."""
+    from chatbot.index import build_index
+
+    root = tmp_path_factory.mktemp("built")
+    settings = make_settings(root, corpus=CORPUS)
+    summary = build_index(settings, embedder)
+    return settings, summary
+
+
+@pytest.fixture(scope="session")
+def engine(built, embedder):
+    from chatbot.answer import Engine
+
+    settings, _ = built
+    eng = Engine(settings, embedder)
+    eng.ask("warm-up: what is TRK fusion cancer?")
+    return eng

@@ -1,0 +1,104 @@
+import datetime as dt
+import re
+from pathlib import Path
+
+import pytest
+
+from chatbot.corpus import CorpusError, load_corpus, parse_document
+from tests.conftest import CORPUS
+
+GOOD = """---
+id: sample-doc
+title: A sample
+audience: public
+language: en
+sources:
+  - title: A source
+    url: https://example.org
+reviewed: 2026-01-01
+---
+# Heading
+Some text about TRK fusion cancer.
+"""
+
+
+def write(tmp_path: Path, text: str | bytes, name: str = "doc.md") -> Path:
+    path = tmp_path / name
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return path
+
+
+def test_good_document_parses(tmp_path):
+    doc = parse_document(write(tmp_path, GOOD))
+    assert (doc.id, doc.audience, doc.language, doc.reviewed) == ("sample-doc", "public", "en", "2026-01-01")
+    assert doc.sources[0].ref == "https://example.org"
+
+
+@pytest.mark.parametrize("field", ["id", "title", "audience", "language", "sources", "reviewed"])
+def test_missing_field_is_named(tmp_path, field):
+    text = "\n".join(l for l in GOOD.splitlines() if not l.startswith(f"{field}:"))
+    if field == "sources":
+        text = text.replace("  - title: A source\n    url: https://example.org\n", "")
+    with pytest.raises(CorpusError) as err:
+        parse_document(write(tmp_path, text))
+    assert err.value.field == field
+    assert "doc.md" in str(err.value) and field in str(err.value)
+
+
+@pytest.mark.parametrize("field,bad", [("audience", "doctors"), ("language", "de")])
+def test_unknown_audience_or_language(tmp_path, field, bad):
+    text = re.sub(rf"^{field}: .*$", f"{field}: {bad}", GOOD, flags=re.M)
+    with pytest.raises(CorpusError) as err:
+        parse_document(write(tmp_path, text))
+    assert err.value.field == field and err.value.line == GOOD.splitlines().index(
+        next(l for l in GOOD.splitlines() if l.startswith(field))) + 1
+    assert bad in str(err.value)
+
+
+@pytest.mark.parametrize("content,needle", [
+    ("", "empty"),
+    (b"\x00\x01\x02binary", "binary"),
+    ("# No front matter\ntext", "missing front matter"),
+    ("---\nid: [unclosed\n---\ntext", "malformed YAML"),
+    ("---\nid: x-doc\n", "not closed"),
+])
+def test_bad_files(tmp_path, content, needle):
+    with pytest.raises(CorpusError, match=needle) as err:
+        parse_document(write(tmp_path, content))
+    assert "doc.md" in str(err.value)
+
+
+def test_duplicate_id_names_both_files(tmp_path):
+    write(tmp_path, GOOD, "a.md")
+    write(tmp_path, GOOD, "b.md")
+    with pytest.raises(CorpusError, match="duplicate id 'sample-doc'") as err:
+        load_corpus(tmp_path)
+    assert "a.md" in str(err.value) and "b.md" in str(err.value)
+
+
+def test_real_corpus_meets_the_brief():
+    docs = load_corpus(CORPUS)
+    count = lambda aud, lang: sum(d.audience == aud and d.language == lang for d in docs)
+    assert count("public", "en") >= 10
+    assert count("public", "nl") >= 5
+    assert sum(d.audience == "hcp" for d in docs) >= 10
+    for d in docs:
+        assert d.sources, d.path
+        assert dt.date.fromisoformat(d.reviewed)
+
+
+FACT_NUMBERS = Path(__file__).resolve().parents[2] / "shared" / "facts" / "trk-facts.md"
+
+
+def test_every_number_in_the_corpus_comes_from_the_facts_sheet():
+    """No figure in our texts that the facts sheet (or seed page) does not hold."""
+    if not FACT_NUMBERS.exists():
+        pytest.skip("shared/facts not beside the project")
+    facts = FACT_NUMBERS.read_text() + (FACT_NUMBERS.parents[1] / "seeds" / "000_74cf1089aa7caa72.txt").read_text()
+    facts_norm = facts.replace(",", "")
+    # 112: the EU emergency number; "3 in every 1,000" restates 0.3%; "1 in 100" restates "under 1%".
+    allowed_extra = {"112", "3", "1000", "1", "100"}
+    for doc in load_corpus(CORPUS):
+        for num in re.findall(r"\d+(?:[.,]\d+)*", doc.body):
+            forms = {num, num.replace(",", ""), num.replace(",", "."), num.replace(".", "")}
+            assert forms & allowed_extra or any(f in facts_norm for f in forms), (doc.path, num)
