@@ -15,7 +15,7 @@ from chatbot import policy
 from chatbot.config import Settings
 from chatbot.index import IndexUnavailable, Store
 from chatbot.messages import AE_QUERY, msg
-from chatbot.retrieval import HCP, PUBLIC, Hit, Retriever, Snapshot, tokenize
+from chatbot.retrieval import HCP, PUBLIC, Hit, Retriever, Snapshot, expand, glossed, tokenize
 
 ROLES = (PUBLIC, HCP)
 GENERIC = set("""trk ntrk fusion cancer kanker tumour tumor gene gen fusiekanker trk-fusiekanker
@@ -144,7 +144,7 @@ class Engine:
 
         follow = bool(history) and policy.is_follow_up(q)
         context = [q] + (history[-2:] if follow else [])
-        query = f"{history[-1]} {q}" if follow else q
+        query = expand(policy.rewrite_follow_up(history[-1], q) if follow else q)
         snap = self.snapshot()
         t = time.perf_counter()
         qv = self.embedder.encode_query(query)
@@ -215,6 +215,9 @@ class Engine:
     def _retrieve_and_pick(self, snap, query, qv, role, lang, timings, limit=None):
         languages = [lang] + (["en"] if lang != "en" else [])
         for language in languages:
+            if language != lang:  # English texts for a Dutch question: search with English terms
+                query = glossed(query)
+                qv = self.embedder.encode_query(query)
             hits = self.retriever.search(snap, query, qv, role, language, timings)
             t = time.perf_counter()
             picked = self._pick(snap, hits, query, qv, limit=limit)
@@ -225,38 +228,46 @@ class Engine:
         return [], lang
 
     def _pick(self, snap: Snapshot, hits: list[Hit], query: str, qv, limit: int | None = None) -> list[Picked]:
+        """The sentences that best answer the query, from the one to three most relevant passages."""
         limit = limit or self.settings.max_sentences
         q_tokens = set(tokenize(query))
+        specific = {t for t in q_tokens if t not in GENERIC} or q_tokens
         wants_questions = bool(_ASKING.search(query))
         asked_drugs = policy.drugs_in(query)
+        # dense similarity is weaker outside English, so lexical evidence weighs more there
+        lex_w, head_w = (0.4, 0.2) if policy.detect_language(query) == "nl" else (0.15, 0.1)
         cands: list[Picked] = []
         for hit in hits:
             rows = snap.sentences_of(hit.chunk.id)
             if not rows:
                 continue
             chunk_drugs = policy.drugs_in(f"{hit.chunk.title} {hit.chunk.text}")
-            if asked_drugs and chunk_drugs and not asked_drugs & chunk_drugs:
-                continue  # a passage about another medicine does not answer this one
+            if asked_drugs and not asked_drugs & chunk_drugs:
+                continue  # a passage that is not about the medicine asked for does not answer it
             sims = snap.sent_emb[rows] @ qv
-            heading = len(q_tokens & set(tokenize(hit.chunk.heading))) / max(1, len(q_tokens))
-            prior = 0.04 * (len(hits) - hit.rank) / max(1, len(hits)) + 0.1 * heading
+            heading = len(specific & set(tokenize(f"{hit.chunk.title} {hit.chunk.heading}"))) / len(specific)
+            prior = 0.04 * (len(hits) - hit.rank) / max(1, len(hits)) + head_w * heading
             for order, (row, sim) in enumerate(zip(rows, sims)):
                 text = snap.sentences[row]
-                overlap = len(q_tokens & set(tokenize(text))) / max(1, len(q_tokens))
-                score = float(sim) + 0.15 * overlap + prior
+                overlap = len(specific & set(tokenize(text))) / len(specific)
+                score = 0.6 * float(sim) + 0.4 * hit.dense + lex_w * overlap + prior
                 if text.endswith("?") and not wants_questions:
                     score -= 0.25  # a question from a checklist is not an answer
                 cands.append(Picked(hit, row, order, text, float(sim), score))
         if not cands:
             return []
-        cands.sort(key=lambda p: -p.score)
-        best = cands[0].score
-        floor = max(self.settings.min_sentence_score, best - 0.2)
-        chosen = [p for p in cands if p.score >= floor][:limit]
-        rank_of = {}
-        for p in chosen:
-            rank_of.setdefault(p.hit.chunk.id, min(x.hit.rank for x in chosen if x.hit.chunk.id == p.hit.chunk.id))
-        chosen.sort(key=lambda p: (rank_of[p.hit.chunk.id], p.order))
+        best = max(p.score for p in cands)
+        chunk_best: dict[str, float] = {}
+        for p in cands:
+            chunk_best[p.hit.chunk.id] = max(chunk_best.get(p.hit.chunk.id, -1.0), p.score)
+        focus = {cid for cid, sc in sorted(chunk_best.items(), key=lambda kv: -kv[1])[:3] if sc >= best - 0.08}
+        floor = max(self.settings.min_sentence_score, best - 0.15)
+        top = max(focus, key=lambda cid: chunk_best[cid])
+        # the best passage is kept whole where it stays on topic; other passages add their best lines
+        chosen = sorted((p for p in cands if (p.hit.chunk.id == top and p.sim >= self.settings.min_sentence_score)
+                         or (p.hit.chunk.id in focus and p.score >= floor)), key=lambda p: -p.score)[:limit]
+        first = {cid: -chunk_best[cid] for cid in focus}
+        chosen.sort(key=lambda p: (first[p.hit.chunk.id], p.order))
         return chosen
 
     def _answers(self, query: str, picked: list[Picked]) -> bool:
@@ -269,14 +280,15 @@ class Engine:
             return best >= self.settings.min_sentence_score + 0.05
         text_tokens = set()
         for p in picked:
-            text_tokens.update(tokenize(p.text))
-            text_tokens.update(tokenize(p.hit.chunk.heading))
+            text_tokens.update(tokenize(f"{p.text} {p.hit.chunk.title} {p.hit.chunk.heading}"))
 
         def found(tok: str) -> bool:
             stem = tok[:5]
             return any(t == tok or (len(stem) >= 4 and t.startswith(stem)) for t in text_tokens)
 
         coverage = sum(found(t) for t in specific) / len(specific)
+        if coverage == 0:
+            return best >= 0.8
         return coverage >= 0.5 or best >= 0.65 or (coverage >= 0.25 and best >= 0.55)
 
     @staticmethod

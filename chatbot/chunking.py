@@ -44,9 +44,9 @@ class Chunk:
         )
 
     def sentence_embed_text(self, sentence: str) -> str:
-        """A sentence is embedded with its section heading, so "Fusion partners" informs its meaning."""
+        """A sentence is embedded with its title and section, so "Fusion partners" informs its meaning."""
         section = self.heading.split(" > ")[-1]
-        return f"{section}: {sentence}"
+        return f"{self.title} - {section}: {sentence}"
 
     def embed_text(self) -> str:
         """What the dense index sees: the chunk with its title and heading for context."""

@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     max_question_chars: int = 2000
     min_sentence_score: float = 0.30
     answer_score: float = 0.45
-    out_of_scope_score: float = 0.28
+    out_of_scope_score: float = 0.33
 
     llm: str | None = Field(default=None, description="optional LLM rewriting, e.g. ollama:llama3")
 

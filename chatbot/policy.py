@@ -212,6 +212,21 @@ def is_follow_up(question: str) -> bool:
     return len(words) <= 5 and not DOMAIN.search(q) or bool(re.search(r"\b(it|this|that|they|them|het|dit|dat|ze)\b", q) and len(words) <= 9)
 
 
+_LEAD = re.compile(
+    r"^\s*(what|which|who|how|why|when|where|is|are|can|does|do|tell me|wat|welke|wie|hoe|waarom|wanneer|waar|is|zijn|kan)"
+    r"(\s+(is|are|was|were|do|does|can|causes?|gets?|about|is het|zijn|wordt|worden|kan|krijgt))*\s+", re.I)
+_PRONOUN = re.compile(r"\b(it|this|that|they|them|het|dit|dat|ze)\b", re.I)
+
+
+def rewrite_follow_up(previous: str, question: str) -> str:
+    """"And how is it found?" after "What is TRK fusion cancer?" -> "how is TRK fusion cancer found?"."""
+    topic = _LEAD.sub("", previous.strip()).rstrip("?.! ").strip()
+    q = re.sub(r"^\s*(and|also|but|so|en|ook|maar)\b[\s,]*", "", question.strip(), flags=re.I)
+    if topic and _PRONOUN.search(q):
+        return _PRONOUN.sub(topic, q, count=1)
+    return f"{q.rstrip('?')} ({topic})?" if topic else q
+
+
 def asks_hcp_content(texts: list[str]) -> bool:
     all_variants = [v for t in texts for v in variants(t)]
     if _any(PUBLIC_OK, texts) and not _any(_rx(r"\b(dose|dosis|efficac|response rate|mg)\b"), texts):

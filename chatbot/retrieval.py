@@ -40,8 +40,45 @@ SYNONYMS = {
     "ntrk-genfusie": "fusion", "bijwerkingen": "bijwerking", "doses": "dose", "dosing": "dose",
     "adults": "adult", "volwassenen": "volwassen", "proteins": "protein", "eiwitten": "eiwit",
     "mutations": "mutation", "inhibitors": "inhibitor", "remmers": "remmer", "reported": "report",
-    "reporting": "report", "common": "common", "rare": "rare", "zeldzame": "zeldzaam",
+    "reporting": "report", "zeldzame": "zeldzaam", "typical": "characteristic",
+    "typically": "characteristic", "detect": "diagnos", "detected": "diagnos", "identified": "diagnos",
+    "vastgesteld": "diagnos", "vaststellen": "diagnos", "erfelijk": "inherit", "erfelijke": "inherit",
 }
+# Questions whose key word is ambiguous in the texts ("found in lung cancer" vs "how is it found").
+EXPANSIONS = [
+    (re.compile(r"\bhow\b.{0,40}\b(found|find|detect\w*|identif\w*|spot\w*|discover\w*|know)\b", re.I),
+     "diagnosed with genomic tests"),
+    (re.compile(r"\bhoe\b.{0,40}\b(gevonden|vinden|ontdekt|opgespoord|weten)\b", re.I), "vastgesteld met een test"),
+]
+
+
+def expand(query: str) -> str:
+    """The query with the plain meaning of a few ambiguous question forms spelled out."""
+    extra = [words for rx, words in EXPANSIONS if rx.search(query)]
+    return f"{query} {' '.join(extra)}" if extra else query
+# Dutch clinical terms with their English equivalents, for searching English texts with a Dutch question.
+NL_EN = {
+    "dosis": "dose", "dosering": "dose", "volwassenen": "adults", "volwassene": "adult",
+    "kinderen": "children", "kind": "child", "bijwerkingen": "side effects adverse reactions",
+    "bijwerking": "side effect", "werkzaamheid": "efficacy response rate", "respons": "response",
+    "resistentie": "resistance", "mutaties": "mutations", "erfelijk": "inherited", "behandeling": "treatment",
+    "wisselwerking": "interaction", "interacties": "interactions", "veiligheid": "safety",
+    "waarschuwingen": "warnings", "studie": "trial", "studies": "trials", "overleving": "survival",
+    "algoritme": "algorithm", "richtlijn": "guideline", "testen": "testing", "test": "test",
+    "fusiepartner": "fusion partner", "fusiepartners": "fusion partners", "goedkeuring": "approval",
+    "goedgekeurd": "approved", "zwangerschap": "pregnancy", "lever": "liver", "kanker": "cancer",
+    "genfusie": "gene fusion", "tumoren": "tumours", "tumor": "tumour", "eenmaal": "once",
+    "tweemaal": "twice", "daags": "daily", "per": "per", "dag": "day", "remmer": "inhibitor",
+    "remmers": "inhibitors", "volgende": "next", "generatie": "generation",
+}
+
+
+def glossed(text: str) -> str:
+    """The text with English equivalents appended for the Dutch terms it contains."""
+    extra = [NL_EN[w] for w in re.findall(r"[a-zà-ÿ]+", text.lower()) if w in NL_EN]
+    return f"{text} {' '.join(extra)}" if extra else text
+
+
 _TOKEN = re.compile(r"[0-9a-zà-ÿ][0-9a-zà-ÿ'/-]*[0-9a-zà-ÿ]|[0-9a-zà-ÿ]")
 
 
@@ -54,6 +91,8 @@ def tokenize(text: str) -> list[str]:
         if not tok or tok in STOPWORDS:
             continue
         tok = SYNONYMS.get(tok, tok)
+        if len(tok) > 4 and tok.endswith("s") and not tok.endswith(("ss", "us", "is", "ous")):
+            tok = SYNONYMS.get(tok[:-1], tok[:-1])
         out.append(tok)
         if "-" in tok:  # "TRK-fusiekanker" also matches "fusiekanker"
             out.extend(p for p in tok.split("-") if p and p not in STOPWORDS)
