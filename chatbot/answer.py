@@ -10,7 +10,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-
 from chatbot import policy
 from chatbot.config import Settings
 from chatbot.index import IndexUnavailable, Store
@@ -18,11 +17,9 @@ from chatbot.messages import AE_QUERY, msg
 from chatbot.retrieval import HCP, PUBLIC, Hit, Retriever, Snapshot, expand, glossed, tokenize
 
 ROLES = (PUBLIC, HCP)
-GENERIC = set("""trk ntrk fusion cancer kanker tumour tumor gene gen fusiekanker trk-fusiekanker
-ntrk-gene ntrk-genfusie get only tell know please explain mean means kind type people someone thing
-about give information info weten vertel uitleg iemand mensen soort graag does happen""".split())
+GENERIC = set(["trk", "ntrk", "fusion", "cancer", "kanker", "tumour", "tumor", "gene", "gen", "fusiekanker", "trk-fusiekanker", "ntrk-gene", "ntrk-genfusie", "get", "only", "tell", "know", "please", "explain", "mean", "means", "kind", "type", "people", "someone", "thing", "about", "give", "information", "info", "weten", "vertel", "uitleg", "iemand", "mensen", "soort", "graag", "does", "happen", "treat", "behandel", "diagnos", "test", "doctor", "arts", "patient", "patiënt", "body", "lichaam"])
 _DIGIT = re.compile(r"\d")
-_ASKING = re.compile(r"\b(ask|questions?|vragen|vraag)\b", re.I)
+_ASKING = re.compile(r"\b(ask|questions?|vragen|vraag)\b", re.IGNORECASE)
 
 
 @dataclass
@@ -314,7 +311,7 @@ class Engine:
         """Record the report for pharmacovigilance follow-up, without who sent it."""
         path = Path(self.settings.data_dir) / "adverse_events.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
-        record = {"ts": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        record = {"ts": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                   "language": lang, "reporter": "hcp" if role == HCP else "public", "text": q}
         with open(path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record, ensure_ascii=False) + "\n")

@@ -11,7 +11,7 @@ from langchain_text_splitters import MarkdownHeaderTextSplitter, RecursiveCharac
 from chatbot.corpus import Document
 
 HEADERS = [("#", "h1"), ("##", "h2"), ("###", "h3")]
-_ABBREV = re.compile(r"(?:\b(?:e\.g|i\.e|et al|vs|approx|Dr|Fig|No|ca|bijv|o\.a|d\.w\.z|nl)\.)$", re.I)
+_ABBREV = re.compile(r"(?:\b(?:e\.g|i\.e|et al|vs|approx|Dr|Fig|No|ca|bijv|o\.a|d\.w\.z|nl)\.)$", re.IGNORECASE)
 _SPLIT = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9À-Ý])")
 _BULLET = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
 
@@ -36,7 +36,7 @@ class Chunk:
         }
 
     @classmethod
-    def from_record(cls, chunk_id: str, text: str, meta: dict) -> "Chunk":
+    def from_record(cls, chunk_id: str, text: str, meta: dict) -> Chunk:
         return cls(
             id=chunk_id, doc_id=meta["doc_id"], title=meta["title"], heading=meta["heading"],
             audience=meta["audience"], language=meta["language"], sources_json=meta["sources"],

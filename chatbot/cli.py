@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -83,7 +82,7 @@ def _run_index(settings: Settings, rebuild: bool):
 
 @app.command()
 def ask(
-    question: Optional[str] = typer.Argument(None, help="The question (omit with --jsonl)."),
+    question: str | None = typer.Argument(None, help="The question (omit with --jsonl)."),
     hcp: bool = typer.Option(False, "--hcp", help="Answer as for a verified HCP (trusted local use)."),
     as_json: bool = typer.Option(False, "--json", help="Print the reply as JSON."),
     jsonl: bool = typer.Option(False, "--jsonl", help="Batch: read JSON lines on stdin, write one per line."),

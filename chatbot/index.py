@@ -89,7 +89,7 @@ class Store:
         meta = dict(pointer.metadata or {})
         pointer.modify(metadata={
             "current": gen, "previous": meta.get("current") or "",
-            "updated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "updated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         })
 
     def generations(self) -> set[str]:
@@ -242,7 +242,7 @@ def build_index(settings: Settings, embedder, *, rebuild: bool = False, progress
 
         if callable(embedder) and not hasattr(embedder, "encode"):
             embedder = embedder()  # a factory: the model is loaded only when there is text to embed
-        gen = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d%H%M%S") + secrets.token_hex(3)
+        gen = dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S") + secrets.token_hex(3)
         try:
             _write_generation(store, gen, chunks, old_gen, embedder, report, summary)
             store.set_current(gen)

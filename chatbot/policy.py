@@ -23,7 +23,7 @@ KINDS = (INVALID, ADVERSE_EVENT, OUT_OF_SCOPE, HCP_ONLY, ADVICE, NO_ANSWER, ANSW
 
 
 def _rx(*parts: str) -> re.Pattern:
-    return re.compile("|".join(f"(?:{p})" for p in parts), re.I)
+    return re.compile("|".join(f"(?:{p})" for p in parts), re.IGNORECASE)
 
 
 DRUGS = _rx(r"\blarotrectinib\w*", r"\bvitrakvi\b", r"\bentrectinib\w*", r"\brozlytrek\b",
@@ -94,7 +94,7 @@ SYMPTOM = _rx(
     r"itch", r"numb", r"tingl", r"jaundice", r"yellow", r"short(ness)? of breath", r"breathless",
     r"palpitat", r"heart", r"vision", r"blurr", r"taste", r"unsteady", r"wobbly", r"ataxia", r"sick",
     r"unwell", r"ill\b", r"weak", r"(have|having|had|get|getting|got|experienc\w*|develop\w*|suffer\w*|notic\w*)\b.{0,25}\b(side[- ]effects?|reaction|problem|adverse)",
-    r"duizel", r"misselijk", r"overgeven", r"\bbraken", r"\bpijn", r"uitslag", r"\bmoe\b", r"vermoeid",
+    r"duizel", r"misselijk", r"overgeven", r"\bbraken", r"pijn", r"uitslag", r"\bmoe\b", r"vermoeid",
     r"aangekomen", r"gewichtstoename", r"zwel", r"opgezet", r"koorts", r"flauw", r"gevallen", r"breuk",
     r"verward", r"vergeetachtig", r"slapeloos", r"slecht slapen", r"somber", r"diarree", r"verstop",
     r"bloed", r"jeuk", r"tintel", r"hartklop", r"benauwd", r"wazig", r"\bziek\b", r"onwel",
@@ -130,12 +130,8 @@ INJECTION = _rx(r"ignore (all |any )?(previous|prior|above|earlier|your)", r"dis
                 r"i am an? (verified )?(doctor|physician|oncologist|hcp|pharmacist|nurse)",
                 r"ik ben (een )?(arts|dokter|oncoloog|apotheker)", r"negeer", r"\bhcp\s*=\s*true")
 
-NL_WORDS = set("""de het een en is van wat hoe wordt worden ik mijn bij voor niet zijn kan welke waarom
-wanneer waar ook met op die dat er heb heeft kinderen volwassenen behandeling kanker ziekte arts
-geneesmiddel bijwerking sinds gebruik moet zou mag u uw je jij erfelijk vastgesteld komt""".split())
-EN_WORDS = set("""the a an and is of what how does do i my for not are can which why when where
-also with on that there have has children adults treatment cancer disease doctor medicine side
-effect since taking should could you your it is inherited diagnosed""".split())
+NL_WORDS = set(["de", "het", "een", "en", "is", "van", "wat", "hoe", "wordt", "worden", "ik", "mijn", "bij", "voor", "niet", "zijn", "kan", "welke", "waarom", "wanneer", "waar", "ook", "met", "op", "die", "dat", "er", "heb", "heeft", "kinderen", "volwassenen", "behandeling", "kanker", "ziekte", "arts", "geneesmiddel", "bijwerking", "sinds", "gebruik", "moet", "zou", "mag", "u", "uw", "je", "jij", "erfelijk", "vastgesteld", "komt"])
+EN_WORDS = set(["the", "a", "an", "and", "is", "of", "what", "how", "does", "do", "i", "my", "for", "not", "are", "can", "which", "why", "when", "where", "also", "with", "on", "that", "there", "have", "has", "children", "adults", "treatment", "cancer", "disease", "doctor", "medicine", "side", "effect", "since", "taking", "should", "could", "you", "your", "it", "is", "inherited", "diagnosed"])
 
 _DELEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"})
 _B64 = re.compile(r"[A-Za-z0-9+/]{12,}={0,2}")
@@ -214,14 +210,14 @@ def is_follow_up(question: str) -> bool:
 
 _LEAD = re.compile(
     r"^\s*(what|which|who|how|why|when|where|is|are|can|does|do|tell me|wat|welke|wie|hoe|waarom|wanneer|waar|is|zijn|kan)"
-    r"(\s+(is|are|was|were|do|does|can|causes?|gets?|about|is het|zijn|wordt|worden|kan|krijgt))*\s+", re.I)
-_PRONOUN = re.compile(r"\b(it|this|that|they|them|het|dit|dat|ze)\b", re.I)
+    r"(\s+(is|are|was|were|do|does|can|causes?|gets?|about|is het|zijn|wordt|worden|kan|krijgt))*\s+", re.IGNORECASE)
+_PRONOUN = re.compile(r"\b(it|this|that|they|them|het|dit|dat|ze)\b", re.IGNORECASE)
 
 
 def rewrite_follow_up(previous: str, question: str) -> str:
     """"And how is it found?" after "What is TRK fusion cancer?" -> "how is TRK fusion cancer found?"."""
     topic = _LEAD.sub("", previous.strip()).rstrip("?.! ").strip()
-    q = re.sub(r"^\s*(and|also|but|so|en|ook|maar)\b[\s,]*", "", question.strip(), flags=re.I)
+    q = re.sub(r"^\s*(and|also|but|so|en|ook|maar)\b[\s,]*", "", question.strip(), flags=re.IGNORECASE)
     if topic and _PRONOUN.search(q):
         return _PRONOUN.sub(topic, q, count=1)
     return f"{q.rstrip('?')} ({topic})?" if topic else q

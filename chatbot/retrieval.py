@@ -20,22 +20,14 @@ from chatbot.index import Generation, Store
 PUBLIC = "public"
 HCP = "hcp"
 
-STOPWORDS = set("""
-a an the and or of to in on at for with by from is are was were be been being it its this that these those
-what which who whom whose how why when where do does did can could should would may might will shall i me my
-we our you your he she they them their his her there here than then so if not no yes as about into also
-any some all more most other such only own same too very just over under again further once am has have had
-de het een en of van in op aan voor met door uit is zijn was waren wordt worden werd ben bent dit dat deze die
-wat welke wie hoe waarom wanneer waar doe doet kan kunnen zou zouden moet moeten mag ik mij mijn we wij ons onze
-u uw jij je jouw hij zij ze hun haar er hier dan als niet geen ja ook nog al meer meest andere zo
-""".split())
+STOPWORDS = set(["a", "an", "the", "and", "or", "of", "to", "in", "on", "at", "for", "with", "by", "from", "is", "are", "was", "were", "be", "been", "being", "it", "its", "this", "that", "these", "those", "what", "which", "who", "whom", "whose", "how", "why", "when", "where", "do", "does", "did", "can", "could", "should", "would", "may", "might", "will", "shall", "i", "me", "my", "we", "our", "you", "your", "he", "she", "they", "them", "their", "his", "her", "there", "here", "than", "then", "so", "if", "not", "no", "yes", "as", "about", "into", "also", "any", "some", "all", "more", "most", "other", "such", "only", "own", "same", "too", "very", "just", "over", "under", "again", "further", "once", "am", "has", "have", "had", "de", "het", "een", "en", "of", "van", "in", "op", "aan", "voor", "met", "door", "uit", "is", "zijn", "was", "waren", "wordt", "worden", "werd", "ben", "bent", "dit", "dat", "deze", "die", "wat", "welke", "wie", "hoe", "waarom", "wanneer", "waar", "doe", "doet", "kan", "kunnen", "zou", "zouden", "moet", "moeten", "mag", "ik", "mij", "mijn", "we", "wij", "ons", "onze", "u", "uw", "jij", "je", "jouw", "hij", "zij", "ze", "hun", "haar", "er", "hier", "dan", "als", "niet", "geen", "ja", "ook", "nog", "al", "meer", "meest", "andere", "zo"])
 SYNONYMS = {
     "tumor": "tumour", "tumors": "tumour", "tumours": "tumour", "kids": "child", "kid": "child",
     "children": "child", "childhood": "child", "kinderen": "kind", "tumoren": "tumor",
     "genen": "gen", "genes": "gene", "diagnosed": "diagnos", "diagnosis": "diagnos", "diagnose": "diagnos",
     "tested": "test", "testing": "test", "tests": "test", "testen": "test",
     "treated": "treat", "treatment": "treat", "treatments": "treat", "behandeling": "behandel",
-    "behandeld": "behandel", "inherited": "inherit", "hereditary": "inherit", "erfelijke": "erfelijk",
+    "behandeld": "behandel", "inherited": "inherit", "hereditary": "inherit",
     "fused": "fusion", "fuses": "fusion", "fusions": "fusion", "fusie": "fusion", "genfusie": "fusion",
     "ntrk-genfusie": "fusion", "bijwerkingen": "bijwerking", "doses": "dose", "dosing": "dose",
     "adults": "adult", "volwassenen": "volwassen", "proteins": "protein", "eiwitten": "eiwit",
@@ -46,9 +38,9 @@ SYNONYMS = {
 }
 # Questions whose key word is ambiguous in the texts ("found in lung cancer" vs "how is it found").
 EXPANSIONS = [
-    (re.compile(r"\bhow\b.{0,40}\b(found|find|detect\w*|identif\w*|spot\w*|discover\w*|know)\b", re.I),
+    (re.compile(r"\bhow\b.{0,40}\b(found|find|detect\w*|identif\w*|spot\w*|discover\w*|know)\b", re.IGNORECASE),
      "diagnosed with genomic tests"),
-    (re.compile(r"\bhoe\b.{0,40}\b(gevonden|vinden|ontdekt|opgespoord|weten)\b", re.I), "vastgesteld met een test"),
+    (re.compile(r"\bhoe\b.{0,40}\b(gevonden|vinden|ontdekt|opgespoord|weten)\b", re.IGNORECASE), "vastgesteld met een test"),
 ]
 
 

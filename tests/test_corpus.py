@@ -47,7 +47,7 @@ def test_missing_field_is_named(tmp_path, field):
 
 @pytest.mark.parametrize("field,bad", [("audience", "doctors"), ("language", "de")])
 def test_unknown_audience_or_language(tmp_path, field, bad):
-    text = re.sub(rf"^{field}: .*$", f"{field}: {bad}", GOOD, flags=re.M)
+    text = re.sub(rf"^{field}: .*$", f"{field}: {bad}", GOOD, flags=re.MULTILINE)
     with pytest.raises(CorpusError) as err:
         parse_document(write(tmp_path, text))
     assert err.value.field == field and err.value.line == GOOD.splitlines().index(

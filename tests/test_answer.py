@@ -1,0 +1,172 @@
+"""The answer engine on the real corpus, real model and a real Chroma index."""
+
+import json
+
+import pytest
+
+from chatbot.answer import Engine
+from chatbot.index import Store
+
+DOSE = "What dose of larotrectinib should adults take?"
+
+
+def assert_cited(reply, gen_chunks):
+    """Every sentence carries a marker, and every quoted sentence sits in the passage it cites."""
+    assert reply.citations
+    texts = {c.id: c.text for c in gen_chunks}
+    for c in reply.citations:
+        assert c.quote == texts[c.chunk_id]
+        for s in c.sentences:
+            assert s in c.quote and s in reply.answer
+            assert f"{s} [{c.n}]" in reply.answer
+
+
+@pytest.fixture(scope="module")
+def chunks(built):
+    settings, _ = built
+    return Store(settings).read_current().chunks
+
+
+def test_answer_is_composed_from_cited_corpus_sentences(engine, chunks):
+    reply = engine.ask("What is TRK fusion cancer?")
+    assert reply.kind == "answer"
+    assert "NTRK" in reply.answer and "fus" in reply.answer
+    assert_cited(reply, chunks)
+    assert all(c.audience == "public" and c.sources for c in reply.citations)
+    assert reply.timings["total_ms"] > 0 and reply.generation
+
+
+def test_invalid_questions(engine):
+    for q in ["", "   \n\t", "\x00\x01"]:
+        assert engine.ask(q).kind == "invalid"
+    long = engine.ask("What is TRK fusion cancer? " * 100)
+    assert long.kind == "invalid" and "2000" in long.answer and not long.citations
+
+
+@pytest.mark.parametrize("q,lang", [
+    ("Since I started Vitrakvi I get dizzy every morning.", "en"),
+    ("My son has had a rash since he began taking his TRK inhibitor.", "en"),
+    ("Sinds ik larotrectinib gebruik ben ik erg moe en misselijk.", "nl"),
+])
+def test_adverse_event_is_routed_and_logged(engine, q, lang):
+    log = engine.settings.data_dir / "adverse_events.jsonl"
+    before = log.read_text().count("\n") if log.exists() else 0
+    reply = engine.ask(q)
+    assert reply.kind == "adverse_event" and reply.language == lang
+    assert ("report" in reply.answer) if lang == "en" else ("melden" in reply.answer)
+    assert "112" in reply.answer and "Lareb" in reply.answer
+    assert all(c.doc_id.endswith(("side-effects-and-help", "bijwerkingen-melden")) for c in reply.citations)
+    lines = log.read_text().splitlines()
+    assert len(lines) == before + 1
+    record = json.loads(lines[-1])
+    assert record["text"] == q and set(record) == {"ts", "language", "reporter", "text"}
+
+
+def test_adverse_event_applies_to_hcps(engine):
+    reply = engine.ask("My patient on entrectinib developed severe weight gain, what should I do?", role="hcp")
+    assert reply.kind == "adverse_event"
+
+
+def test_asking_about_side_effects_is_not_reporting_one(engine):
+    assert engine.ask("How do I report a side effect?").kind == "answer"
+    assert engine.ask("What are the side effects of larotrectinib?").kind == "hcp_only"
+
+
+@pytest.mark.parametrize("q", [
+    "Who won the football world cup in 2022?", "Can you give me a recipe for apple pie?",
+    "What is the weather in Amsterdam?", "Write a Python function that sorts a list.",
+    "Wie wint de Tour de France?",
+])
+def test_out_of_scope(engine, q):
+    reply = engine.ask(q)
+    assert reply.kind == "out_of_scope" and not reply.citations
+
+
+@pytest.mark.parametrize("q", [
+    "My daughter has a sarcoma. Should she have surgery or wait?",
+    "Should I ask my oncologist to stop my chemo and switch to a TRK inhibitor?",
+    "Moet ik mijn behandeling stoppen?",
+])
+def test_advice_refers_to_the_doctor(engine, q):
+    reply = engine.ask(q)
+    assert reply.kind == "advice"
+    assert any(w in reply.answer for w in ("doctor", "arts"))
+    assert all(c.audience == "public" for c in reply.citations)
+
+
+@pytest.mark.parametrize("q", [
+    "Is TRK fusion cancer contagious?", "What does a TRK inhibitor cost per month in Germany?",
+    "Which hospital in Utrecht treats TRK fusion cancer?",
+])
+def test_no_answer_rather_than_an_invented_one(engine, q):
+    reply = engine.ask(q)
+    assert reply.kind in ("no_answer", "hcp_only")
+    assert not any(c.audience == "hcp" for c in reply.citations)
+    if reply.kind == "no_answer":
+        assert "don't know" in reply.answer and not reply.citations
+
+
+def test_hcp_gets_the_hcp_answer(engine, chunks):
+    reply = engine.ask(DOSE, role="hcp")
+    assert reply.kind == "answer"
+    assert "100 mg" in reply.answer and "twice daily" in reply.answer
+    assert any(c.audience == "hcp" for c in reply.citations)
+    assert_cited(reply, chunks)
+
+
+def test_answer_about_one_medicine_uses_only_its_passages(engine):
+    reply = engine.ask("What is the recommended dose of entrectinib?", role="hcp")
+    assert "600 mg" in reply.answer and "100 mg" not in reply.answer
+
+
+def test_follow_up_uses_the_earlier_question(engine):
+    alone = engine.ask("And how is it found?")
+    follow = engine.ask("And how is it found?", history=["What is TRK fusion cancer?"])
+    assert follow.kind == "answer"
+    assert "test" in follow.answer.lower()
+    assert any(c.doc_id == "how-is-it-diagnosed" for c in follow.citations)
+    assert alone.answer != follow.answer
+    kids = engine.ask("And in children?", history=["What is TRK fusion cancer?"])
+    assert kids.kind == "answer" and "child" in kids.answer.lower()
+
+
+def test_follow_up_keeps_the_hcp_topic_for_public_callers(engine):
+    reply = engine.ask("And for children?", history=[DOSE])
+    assert reply.kind == "hcp_only"
+
+
+def test_dutch_question_is_answered_from_dutch_texts(engine, chunks):
+    reply = engine.ask("Wat is TRK-fusiekanker?")
+    assert reply.kind == "answer" and reply.language == "nl"
+    assert all(c.language == "nl" for c in reply.citations)
+    assert_cited(reply, chunks)
+    inherited = engine.ask("Is TRK-fusiekanker erfelijk?")
+    assert "erfelijk" in inherited.answer
+
+
+def test_dutch_question_without_dutch_text_falls_back_to_english_and_says_so(engine):
+    reply = engine.ask("Welke dosis larotrectinib voor volwassenen?", role="hcp")
+    assert reply.kind == "answer" and reply.language == "nl"
+    assert "Engelstalige" in reply.answer and "100 mg" in reply.answer
+    assert all(c.language == "en" for c in reply.citations)
+
+
+def test_dutch_refusal_is_in_dutch(engine):
+    reply = engine.ask("Welke dosis larotrectinib moet ik nemen?")
+    assert reply.kind == "hcp_only" and "zorgprofessionals" in reply.answer
+
+
+def test_engine_picks_up_a_new_generation(tmp_path, embedder, corpus_copy):
+    from chatbot.index import build_index
+    from tests.conftest import make_settings
+
+    settings = make_settings(tmp_path)
+    build_index(settings, embedder)
+    eng = Engine(settings, embedder, refresh_seconds=0)
+    first = eng.snapshot().name
+    doc = corpus_copy / "public-en/inherited-or-acquired.md"
+    doc.write_text(doc.read_text() + "\n## Brothers and sisters\nBrothers and sisters are not tested as a rule.\n")
+    summary = build_index(settings, embedder)
+    assert eng.snapshot().name == summary.generation != first
+    reply = eng.ask("Should brothers and sisters be tested?")
+    assert "Brothers and sisters are not tested as a rule." in reply.answer
