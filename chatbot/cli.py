@@ -150,5 +150,106 @@ def eval_cmd(
         raise typer.Exit(2)
 
 
+hcp_app = typer.Typer(help="Healthcare-professional accounts: verification and erasure.", no_args_is_help=True)
+maintainer_app = typer.Typer(help="Maintainer accounts.", no_args_is_help=True)
+app.add_typer(hcp_app, name="hcp")
+app.add_typer(maintainer_app, name="maintainer")
+
+
+def _accounts():
+    from chatbot.accounts import Accounts
+
+    return Accounts(Settings().db_url)
+
+
+def _account_errors(fn):
+    import functools
+
+    from chatbot.accounts import AccountError
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (AccountError, OSError) as exc:
+            fail(str(exc))
+
+    return wrapper
+
+
+@hcp_app.command("import-register")
+@_account_errors
+def hcp_import_register(file: Path = typer.Argument(..., exists=True, dir_okay=False, help="Register extract CSV.")):
+    """Import a register extract (CSV columns: country, registration_number, surname[, profession])."""
+    rows, verified = _accounts().import_register(file)
+    typer.echo(f"{rows} register rows imported; {verified} pending accounts verified")
+
+
+@hcp_app.command("list")
+@_account_errors
+def hcp_list(pending: bool = typer.Option(False, "--pending", help="Only accounts awaiting verification.")):
+    """List HCP registrations."""
+    accounts = _accounts()
+    rows = accounts.pending() if pending else accounts.all()
+    for a in rows:
+        typer.echo(f"{a.email}	{a.name}	{a.profession}	{a.country}	{a.status}" + ("	maintainer" if a.is_maintainer else ""))
+    if not rows:
+        typer.echo("no accounts" + (" awaiting verification" if pending else ""))
+
+
+@hcp_app.command("approve")
+@_account_errors
+def hcp_approve(email: str = typer.Argument(..., help="The account's email.")):
+    """Verify a pending HCP registration."""
+    typer.echo(f"{_accounts().approve(email, actor='cli').email} verified")
+
+
+@hcp_app.command("reject")
+@_account_errors
+def hcp_reject(email: str = typer.Argument(..., help="The account's email."),
+               reason: str = typer.Option(..., "--reason", help="Why (kept in the audit log).")):
+    """Reject an HCP registration."""
+    typer.echo(f"{_accounts().reject(email, reason, actor='cli').email} rejected")
+
+
+@hcp_app.command("delete")
+@_account_errors
+def hcp_delete(email: str = typer.Argument(..., help="The account's email."),
+               yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation.")):
+    """Erase an account and its personal data (GDPR); the audit trail keeps an anonymous id."""
+    if not yes:
+        typer.confirm(f"Erase {email} and its personal data?", abort=True)
+    _accounts().delete(email, actor="cli")
+    typer.echo(f"{email} erased")
+
+
+@maintainer_app.command("add")
+@_account_errors
+def maintainer_add(email: str = typer.Argument(..., help="The maintainer's email."),
+                   password: str | None = typer.Option(None, "--password", envvar="TRK_MAINTAINER_PASSWORD",
+                                                          help="Password for a new account (prompted if omitted).")):
+    """Make an account a maintainer (creates a non-HCP account if there is none)."""
+    accounts = _accounts()
+    if not accounts.exists(email) and password is None:
+        password = typer.prompt("Password (at least 12 characters)", hide_input=True, confirmation_prompt=True)
+    typer.echo(f"{accounts.add_maintainer(email, password).email} is a maintainer")
+
+
+@app.command()
+@_account_errors
+def audit(since: str | None = typer.Option(None, "--since", help="YYYY-MM-DD: only entries from then on.")):
+    """Print the audit log."""
+    import datetime as dt
+
+    start = None
+    if since:
+        try:
+            start = dt.datetime.fromisoformat(since)
+        except ValueError:
+            fail(f"--since: '{since}' is not a date (YYYY-MM-DD)")
+    for e in _accounts().audit(start):
+        typer.echo(f"{e.at.isoformat(timespec='seconds')}\t{e.event}\tactor={e.actor}\tsubject={e.subject}\t{e.detail}")
+
+
 def main() -> None:
     app()

@@ -93,3 +93,34 @@ def test_ask_without_index_is_a_clear_error(tmp_path):
     d = {"corpus": CORPUS, "index": tmp_path / "none", "data": tmp_path / "d"}
     proc = run(["ask", "What is TRK fusion cancer?"], d, check=False)
     assert proc.returncode == 1 and "no index has been built" in proc.stderr
+
+
+def test_hcp_account_commands(tmp_path):
+    from chatbot.accounts import Accounts
+
+    d = {"corpus": CORPUS, "index": tmp_path / "index", "data": tmp_path / "data"}
+    accounts = Accounts(f"sqlite:///{tmp_path / 'data' / 'accounts.sqlite3'}")
+    for email, name, number in [("anna@example.org", "Anna de Vries", "19012345601"),
+                                ("bob@example.org", "Bob Smit", "11111111111"),
+                                ("carl@example.org", "Carl Klein", "22222222222")]:
+        accounts.register(name=name, email=email, profession="physician", country="NL",
+                          registration_number=number, password="correct horse battery staple")
+    assert "anna@example.org" in run(["hcp", "list", "--pending"], d).stdout
+    out = run(["hcp", "import-register", str(DATA / "register_extract.csv")], d).stdout
+    assert "3 register rows imported; 1 pending accounts verified" in out
+    run(["hcp", "approve", "bob@example.org"], d)
+    run(["hcp", "reject", "carl@example.org", "--reason", "not found in the register"], d)
+    assert "no accounts awaiting verification" in run(["hcp", "list", "--pending"], d).stdout
+    listing = run(["hcp", "list"], d).stdout
+    assert "bob@example.org" in listing and "verified" in listing and "rejected" in listing
+    missing = run(["hcp", "approve", "nobody@example.org"], d, check=False)
+    assert missing.returncode == 1 and "no account for nobody@example.org" in missing.stderr
+    run(["maintainer", "add", "ops@example.org", "--password", "maintainer passphrase 1"], d)
+    run(["hcp", "delete", "bob@example.org", "--yes"], d)
+    assert "bob@example.org" not in run(["hcp", "list"], d).stdout
+    audit = run(["audit", "--since", "2000-01-01"], d).stdout
+    for event in ("register", "verification.verified", "verification.rejected", "maintainer.add", "account.delete"):
+        assert f"\t{event}\t" in audit
+    assert "@" not in audit  # the audit trail holds no email addresses
+    bad = run(["audit", "--since", "yesterday"], d, check=False)
+    assert bad.returncode == 1 and "not a date" in bad.stderr

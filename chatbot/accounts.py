@@ -1,0 +1,595 @@
+"""HCP accounts: registration, verification, sign-in, server-side sessions and an append-only audit log.
+
+Roles are decided here from a verified session only; nothing a user types in the chat changes them.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import json
+import re
+import secrets
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    event,
+    func,
+    select,
+)
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+SCHEMA_VERSION = 1
+PROFESSIONS = ("physician", "pharmacist", "nurse_specialist", "other")
+STATUSES = ("pending", "verified", "rejected", "disabled", "maintainer")
+IDLE_EXPIRY = dt.timedelta(hours=12)
+ABSOLUTE_EXPIRY = dt.timedelta(days=7)
+LOCK_AFTER = 5
+LOCK_FOR = dt.timedelta(minutes=15)
+CLIENT_WINDOW = dt.timedelta(minutes=15)
+CLIENT_MAX_FAILURES = 30
+LIMITS = {"name": 200, "email": 254, "registration_number": 32, "password": 256, "reason": 500}
+# Registration number formats per country, with the wording a user sees when it does not fit.
+REG_FORMATS = {
+    "NL": (r"\d{11}", "a BIG number is 11 digits"),
+    "BE": (r"\d{11}", "a RIZIV/INAMI number is 11 digits"),
+    "DE": (r"\d{9}", "a LANR is 9 digits"),
+    "GB": (r"\d{7}", "a GMC/GPhC number is 7 digits"),
+    "FR": (r"\d{11}", "an RPPS number is 11 digits"),
+}
+COMMON_PASSWORDS = set("""
+123456789012 1234567890123 password1234 password12345 passwordpassword qwertyuiopas qwertyuiop12
+iloveyou1234 welcome12345 welkom123456 wachtwoord12 wachtwoord123 administrator letmein12345
+abcdefghijkl 111111111111 000000000000 123123123123 trustno1trustno1 football1234 monkey123456
+changeme1234 passw0rd1234 p@ssw0rd1234 qwerty123456 azertyuiop12 summer2024!! sunshine1234
+""".split())
+EMAIL_RE = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+class AccountError(Exception):
+    """A request about an account that cannot be done; the message is safe to show."""
+
+
+class ValidationError(AccountError):
+    def __init__(self, field: str, message: str):
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+class AuthError(AccountError):
+    """Sign-in refused; the message never tells whether an email is registered."""
+
+
+class StorageUnavailable(AccountError):
+    """The accounts database cannot be reached."""
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class SchemaVersion(Base):
+    __tablename__ = "schema_version"
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True, index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    profession: Mapped[str] = mapped_column(String(32))
+    country: Mapped[str] = mapped_column(String(2))
+    registration_number: Mapped[str] = mapped_column(String(32))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    is_maintainer: Mapped[bool] = mapped_column(Boolean, default=False)
+    failed_count: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    decided_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    decided_by: Mapped[str | None] = mapped_column(String(254), nullable=True)
+    reject_reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
+
+
+class SessionRow(Base):
+    __tablename__ = "sessions"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class RegisterEntry(Base):
+    __tablename__ = "register_entries"
+    country: Mapped[str] = mapped_column(String(2), primary_key=True)
+    registration_number: Mapped[str] = mapped_column(String(32), primary_key=True)
+    surname: Mapped[str] = mapped_column(String(200))
+    profession: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+
+class ClientFailure(Base):
+    __tablename__ = "client_failures"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
+
+
+class AuditEntry(Base):
+    """Append-only: who (an opaque account id, never an email) did what, when."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
+    event: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[str] = mapped_column(Text, default="{}")
+
+
+class Feedback(Base):
+    __tablename__ = "feedback"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime)
+    question: Mapped[str] = mapped_column(String(2000))
+    kind: Mapped[str] = mapped_column(String(32))
+    liked: Mapped[bool] = mapped_column(Boolean)
+
+
+@event.listens_for(AuditEntry, "before_update")
+@event.listens_for(AuditEntry, "before_delete")
+def _append_only(mapper, connection, target):
+    raise AccountError("the audit log is append-only")
+
+
+@dataclass(frozen=True)
+class Account:
+    """What the app may know about a signed-in user (no password material)."""
+
+    id: int
+    email: str
+    name: str
+    profession: str
+    country: str
+    status: str
+    is_maintainer: bool
+
+    @property
+    def is_hcp(self) -> bool:
+        return self.status == "verified"
+
+
+def _account(u: User) -> Account:
+    return Account(u.id, u.email, u.name, u.profession, u.country, u.status, u.is_maintainer)
+
+
+def normalise_email(email: str) -> str:
+    return unicodedata.normalize("NFKC", email or "").strip().lower()
+
+
+def _fold(text: str) -> str:
+    text = unicodedata.normalize("NFKD", text or "")
+    return " ".join("".join(c for c in text if not unicodedata.combining(c)).lower().split())
+
+
+def _hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _subject(user_id: int | None) -> str:
+    return f"account:{user_id}" if user_id else "-"
+
+
+def _text(field: str, value, limit: int | None = None) -> str:
+    if not isinstance(value, str):
+        raise ValidationError(field, "is required")
+    value = unicodedata.normalize("NFKC", value).strip()
+    if not value:
+        raise ValidationError(field, "is required")
+    limit = limit or LIMITS[field]
+    if len(value) > limit:
+        raise ValidationError(field, f"is too long ({len(value)} characters; at most {limit})")
+    if any(unicodedata.category(c)[0] == "C" for c in value):
+        raise ValidationError(field, "contains control characters")
+    return value
+
+
+def validate_registration_number(country: str, number: str) -> str:
+    number = _text("registration_number", number)
+    compact = re.sub(r"[\s.-]", "", number)
+    pattern, rule = REG_FORMATS.get(country, (r"[A-Za-z0-9]{4,20}", "use 4 to 20 letters or digits"))
+    if not re.fullmatch(pattern, compact):
+        digits = sum(c.isdigit() for c in compact)
+        others = len(compact) - digits
+        got = f"{digits} digits" + (f" and {others} other characters" if others else "")
+        raise ValidationError("registration_number", f"{rule}; you entered {got}")
+    return compact
+
+
+def validate_password(password, email: str = "") -> str:
+    if not isinstance(password, str) or not password:
+        raise ValidationError("password", "is required")
+    if len(password) > LIMITS["password"]:
+        raise ValidationError("password", f"is too long (at most {LIMITS['password']} characters)")
+    if len(password) < 12:
+        raise ValidationError("password", f"must be at least 12 characters (it has {len(password)})")
+    low = password.lower()
+    if low in COMMON_PASSWORDS or len(set(low)) <= 2 or (email and low.startswith(email.split("@")[0].lower())):
+        raise ValidationError("password", "is too common or too easy to guess; choose another")
+    return password
+
+
+class Accounts:
+    """The account service over one database (SQLite file by default, PostgreSQL by URL)."""
+
+    def __init__(self, url: str, clock: Callable[[], dt.datetime] = utcnow, hasher: PasswordHasher | None = None):
+        if url.startswith("sqlite:///"):
+            try:
+                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StorageUnavailable(f"accounts database unavailable ({exc})") from exc
+        connect_args = {"timeout": 5} if url.startswith("sqlite") else {"connect_timeout": 5}
+        self.engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+        if url.startswith("sqlite"):
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.Session = sessionmaker(self.engine, expire_on_commit=False)
+        self.clock = clock
+        self.hasher = hasher or PasswordHasher()  # argon2id with the library's recommended parameters
+        self._dummy_hash = self.hasher.hash(secrets.token_urlsafe(16))
+        self.migrate()
+
+    # schema ----------------------------------------------------------------------------------
+    def migrate(self) -> None:
+        """Create or upgrade the schema; records the version so later releases can migrate."""
+        try:
+            Base.metadata.create_all(self.engine)
+            with self.Session.begin() as s:
+                current = s.scalar(select(func.max(SchemaVersion.version))) or 0
+                if current < SCHEMA_VERSION:
+                    s.add(SchemaVersion(version=SCHEMA_VERSION))
+        except OperationalError as exc:
+            raise StorageUnavailable(f"accounts database unavailable ({exc.orig})") from exc
+
+    def _tx(self) -> Session:
+        return self.Session.begin()
+
+    def _audit(self, s: Session, event_name: str, actor: str, subject: str, **detail) -> None:
+        s.add(AuditEntry(at=self.clock(), event=event_name, actor=actor, subject=subject,
+                         detail=json.dumps(detail, sort_keys=True)))
+
+    # registration and verification ----------------------------------------------------------
+    def register(self, *, name: str, email: str, profession: str, country: str,
+                 registration_number: str, password: str) -> Account:
+        name = _text("name", name)
+        email_n = normalise_email(_text("email", email))
+        if not EMAIL_RE.match(email_n):
+            raise ValidationError("email", "is not a valid email address")
+        if profession not in PROFESSIONS:
+            raise ValidationError("profession", f"must be one of {', '.join(PROFESSIONS)}")
+        country = country.strip().upper() if isinstance(country, str) else ""
+        if not re.fullmatch(r"[A-Z]{2}", country):
+            raise ValidationError("country", "must be a two-letter country code, e.g. NL")
+        number = validate_registration_number(country, registration_number)
+        validate_password(password, email_n)
+        pw_hash = self.hasher.hash(password)
+        try:
+            with self._tx() as s:
+                if s.scalar(select(User.id).where(User.email == email_n)):
+                    raise ValidationError("email", "is already registered; sign in or reset your password")
+                user = User(email=email_n, name=name, profession=profession, country=country,
+                            registration_number=number, password_hash=pw_hash, status="pending",
+                            created_at=self.clock())
+                s.add(user)
+                s.flush()
+                self._audit(s, "register", _subject(user.id), _subject(user.id), country=country)
+                entry = s.get(RegisterEntry, (country, number))
+                if entry is not None and self._surname_matches(name, entry.surname):
+                    self._decide(s, user, "verified", "register-import")
+                return _account(user)
+        except IntegrityError:
+            raise ValidationError("email", "is already registered; sign in or reset your password") from None
+        except OperationalError as exc:
+            raise StorageUnavailable("accounts database unavailable; please try again later") from exc
+
+    @staticmethod
+    def _surname_matches(name: str, surname: str) -> bool:
+        full, last = _fold(name), _fold(surname)
+        return bool(last) and (full == last or full.endswith(" " + last))
+
+    def _decide(self, s: Session, user: User, status: str, actor: str, reason: str | None = None) -> None:
+        user.status = status
+        user.decided_at = self.clock()
+        user.decided_by = actor
+        user.reject_reason = reason
+        self._audit(s, f"verification.{status}", actor, _subject(user.id), reason=reason or "")
+
+    def import_register(self, path: Path, actor: str = "cli") -> tuple[int, int]:
+        """Load a register extract (CSV: country, registration_number, surname[, profession]).
+
+        Returns (rows imported, pending accounts verified by it). A bad row stops the import with
+        its line number, and nothing is imported.
+        """
+        rows = []
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            missing = {"country", "registration_number", "surname"} - set(reader.fieldnames or [])
+            if missing:
+                raise ValidationError("columns", f"{path}: missing column(s) {', '.join(sorted(missing))}")
+            for n, row in enumerate(reader, 2):
+                try:
+                    country = (row["country"] or "").strip().upper()
+                    number = validate_registration_number(country, row["registration_number"] or "")
+                    surname = _text("name", row["surname"] or "")
+                except ValidationError as exc:
+                    raise ValidationError(exc.field, f"{path}:{n}: {exc}") from None
+                rows.append((country, number, surname, (row.get("profession") or "").strip() or None))
+        verified = 0
+        with self._tx() as s:
+            for country, number, surname, profession in rows:
+                entry = s.get(RegisterEntry, (country, number))
+                if entry is None:
+                    s.add(RegisterEntry(country=country, registration_number=number, surname=surname,
+                                        profession=profession))
+                else:
+                    entry.surname, entry.profession = surname, profession
+            s.flush()
+            for user in s.scalars(select(User).where(User.status == "pending")):
+                entry = s.get(RegisterEntry, (user.country, user.registration_number))
+                if entry is not None and self._surname_matches(user.name, entry.surname):
+                    self._decide(s, user, "verified", "register-import")
+                    verified += 1
+            self._audit(s, "register.import", actor, "-", rows=len(rows), verified=verified)
+        return len(rows), verified
+
+    def pending(self) -> list[Account]:
+        with self.Session() as s:
+            return [_account(u) for u in s.scalars(select(User).where(User.status == "pending").order_by(User.id))]
+
+    def all(self) -> list[Account]:
+        with self.Session() as s:
+            return [_account(u) for u in s.scalars(select(User).order_by(User.id))]
+
+    def exists(self, email: str) -> bool:
+        with self.Session() as s:
+            return s.scalar(select(User.id).where(User.email == normalise_email(email))) is not None
+
+    def _user(self, s: Session, email: str) -> User:
+        user = s.scalar(select(User).where(User.email == normalise_email(email)))
+        if user is None:
+            raise AccountError(f"no account for {normalise_email(email)}")
+        return user
+
+    def approve(self, email: str, actor: str = "cli") -> Account:
+        with self._tx() as s:
+            user = self._user(s, email)
+            self._decide(s, user, "verified", actor)
+            return _account(user)
+
+    def reject(self, email: str, reason: str, actor: str = "cli") -> Account:
+        reason = _text("reason", reason)
+        with self._tx() as s:
+            user = self._user(s, email)
+            self._decide(s, user, "rejected", actor, reason)
+            self._revoke_all(s, user.id)
+            return _account(user)
+
+    def disable(self, email: str, actor: str = "cli") -> Account:
+        with self._tx() as s:
+            user = self._user(s, email)
+            user.status = "disabled"
+            self._revoke_all(s, user.id)
+            self._audit(s, "account.disable", actor, _subject(user.id))
+            return _account(user)
+
+    def add_maintainer(self, email: str, password: str | None = None, name: str = "Maintainer",
+                       actor: str = "cli") -> Account:
+        """Grant the maintainer role to an account, creating a non-HCP account if there is none."""
+        email_n = normalise_email(email)
+        with self._tx() as s:
+            user = s.scalar(select(User).where(User.email == email_n))
+            if user is None:
+                if not EMAIL_RE.match(email_n):
+                    raise ValidationError("email", "is not a valid email address")
+                validate_password(password, email_n)
+                # a maintainer-only account can sign in and re-index, but is not an HCP
+                user = User(email=email_n, name=_text("name", name), profession="other", country="NL",
+                            registration_number="-", password_hash=self.hasher.hash(password),
+                            status="maintainer", created_at=self.clock())
+                s.add(user)
+                s.flush()
+            user.is_maintainer = True
+            self._audit(s, "maintainer.add", actor, _subject(user.id))
+            return _account(user)
+
+    # sign-in and sessions ---------------------------------------------------------------------
+    def _client_blocked(self, s: Session, client: str, now: dt.datetime) -> bool:
+        if not client:
+            return False
+        recent = s.scalar(select(func.count(ClientFailure.id)).where(
+            ClientFailure.client == client, ClientFailure.at > now - CLIENT_WINDOW))
+        return (recent or 0) >= CLIENT_MAX_FAILURES
+
+    def sign_in(self, email: str, password: str, client: str = "") -> tuple[str, Account]:
+        """A new session token for correct credentials; AuthError with a safe message otherwise.
+
+        Failures are committed (counters, lockout, audit) before the error is raised.
+        """
+        generic = AuthError("Email or password is incorrect.")
+        if not isinstance(email, str) or not isinstance(password, str):
+            raise generic
+        email_n = normalise_email(email)[: LIMITS["email"] + 1]
+        password = password[: LIMITS["password"] + 1]
+        client = (client or "")[:64]
+        now = self.clock()
+        try:
+            with self._tx() as s:
+                outcome = self._sign_in(s, email_n, password, client, now, generic)
+        except OperationalError as exc:
+            raise StorageUnavailable("Sign-in is unavailable right now; please try again later.") from exc
+        if isinstance(outcome, AuthError):
+            raise outcome
+        return outcome
+
+    def _sign_in(self, s: Session, email: str, password: str, client: str, now: dt.datetime,
+                 generic: AuthError):
+        if self._client_blocked(s, client, now):
+            self._audit(s, "signin.throttled", "-", "-")
+            return AuthError("Too many sign-in attempts from your connection. Please try again later.")
+        user = s.scalar(select(User).where(User.email == email))
+        if user is None:
+            self._verify(self._dummy_hash, password)  # the same work as for a real account
+            self._fail(s, None, client, now)
+            return generic
+        if user.locked_until and user.locked_until > now:
+            self._verify(self._dummy_hash, password)
+            self._audit(s, "signin.locked", _subject(user.id), _subject(user.id))
+            return AuthError("This account is locked after too many failed attempts. Try again in 15 minutes.")
+        if not self._verify(user.password_hash, password):
+            self._fail(s, user, client, now)
+            return generic
+        user.failed_count = 0
+        user.locked_until = None
+        if user.status in ("pending", "rejected", "disabled"):
+            self._audit(s, "signin.refused", _subject(user.id), _subject(user.id), status=user.status)
+            return AuthError({
+                "pending": "Your registration is waiting for verification. You will be able to sign in once it is approved.",
+                "rejected": "Your registration was not approved. Contact the medical information service if you think this is a mistake.",
+                "disabled": "This account is disabled.",
+            }[user.status])
+        token = secrets.token_urlsafe(32)
+        s.add(SessionRow(token_hash=_hash_token(token), user_id=user.id, created_at=now,
+                         last_seen_at=now, expires_at=now + ABSOLUTE_EXPIRY))
+        self._audit(s, "signin.success", _subject(user.id), _subject(user.id))
+        return token, _account(user)
+
+    def _verify(self, pw_hash: str, password: str) -> bool:
+        try:
+            return self.hasher.verify(pw_hash, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+
+    def _fail(self, s: Session, user: User | None, client: str, now: dt.datetime) -> None:
+        if client:
+            s.add(ClientFailure(client=client, at=now))
+        if user is None:
+            self._audit(s, "signin.failure", "-", "-", reason="unknown account")
+            return
+        user.failed_count += 1
+        self._audit(s, "signin.failure", _subject(user.id), _subject(user.id), failures=user.failed_count)
+        if user.failed_count >= LOCK_AFTER:
+            user.locked_until = now + LOCK_FOR
+            user.failed_count = 0
+            self._audit(s, "signin.lockout", "-", _subject(user.id))
+
+    def session(self, token) -> Account | None:
+        """The account behind a live session token, or None; refreshes the idle timer."""
+        if not isinstance(token, str) or not token or len(token) > 128:
+            return None
+        now = self.clock()
+        try:
+            with self._tx() as s:
+                row = s.get(SessionRow, _hash_token(token))
+                if row is None or row.revoked_at is not None or row.expires_at <= now \
+                        or row.last_seen_at + IDLE_EXPIRY <= now:
+                    return None
+                user = s.get(User, row.user_id)
+                if user is None or user.status not in ("verified", "maintainer"):
+                    return None
+                row.last_seen_at = now
+                return _account(user)
+        except OperationalError:
+            return None  # no database, no session: the caller is treated as public
+
+    def role(self, token) -> str:
+        """"hcp" only for a live session of a verified account; "public" for anything else."""
+        account = self.session(token)
+        return "hcp" if account is not None and account.is_hcp else "public"
+
+    def sign_out(self, token) -> None:
+        if not isinstance(token, str) or not token:
+            return
+        with self._tx() as s:
+            row = s.get(SessionRow, _hash_token(token))
+            if row is not None and row.revoked_at is None:
+                row.revoked_at = self.clock()
+                self._audit(s, "signout", _subject(row.user_id), _subject(row.user_id))
+
+    def _revoke_all(self, s: Session, user_id: int) -> None:
+        for row in s.scalars(select(SessionRow).where(SessionRow.user_id == user_id, SessionRow.revoked_at.is_(None))):
+            row.revoked_at = self.clock()
+
+    def change_password(self, email: str, old: str, new: str) -> None:
+        with self._tx() as s:
+            user = self._user(s, email)
+            if not self._verify(user.password_hash, old):
+                raise AuthError("The current password is incorrect.")
+            validate_password(new, user.email)
+            user.password_hash = self.hasher.hash(new)
+            self._revoke_all(s, user.id)
+            self._audit(s, "password.change", _subject(user.id), _subject(user.id))
+
+    # erasure and audit ------------------------------------------------------------------------
+    def delete(self, email: str, actor: str = "cli") -> None:
+        """GDPR erasure: the account and its sessions go; audit rows keep only an opaque id."""
+        with self._tx() as s:
+            user = self._user(s, email)
+            uid = user.id
+            for row in s.scalars(select(SessionRow).where(SessionRow.user_id == uid)):
+                s.delete(row)
+            s.delete(user)
+            self._audit(s, "account.delete", actor, _subject(uid))
+
+    def audit(self, since: dt.datetime | None = None) -> list[AuditEntry]:
+        with self.Session() as s:
+            q = select(AuditEntry).order_by(AuditEntry.id)
+            if since is not None:
+                q = q.where(AuditEntry.at >= since)
+            return list(s.scalars(q))
+
+    def record(self, event_name: str, actor: str, **detail) -> None:
+        """An audit entry for actions outside this module (maintainer re-index runs)."""
+        with self._tx() as s:
+            self._audit(s, event_name, actor, "-", **detail)
+
+    # feedback (anonymous) ---------------------------------------------------------------------
+    def add_feedback(self, question: str, kind: str, liked: bool) -> None:
+        with self._tx() as s:
+            s.add(Feedback(at=self.clock(), question=(question or "")[:2000], kind=kind[:32], liked=bool(liked)))
+
+    def feedback_summary(self, top: int = 5) -> dict:
+        with self.Session() as s:
+            rows = s.execute(select(Feedback.kind, Feedback.liked, func.count()).group_by(Feedback.kind, Feedback.liked)).all()
+            by_kind: dict[str, dict[str, int]] = {}
+            for kind, liked, n in rows:
+                by_kind.setdefault(kind, {"likes": 0, "dislikes": 0})["likes" if liked else "dislikes"] += n
+            worst = s.execute(select(Feedback.question, func.count()).where(Feedback.liked.is_(False))
+                              .group_by(Feedback.question).order_by(func.count().desc()).limit(top)).all()
+            return {"by_kind": by_kind, "most_disliked": [(q, n) for q, n in worst]}
+
+
+def _sqlite_pragmas(dbapi_conn, _record):
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.close()
