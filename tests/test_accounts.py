@@ -6,7 +6,11 @@ import sqlite3
 import pytest
 
 from chatbot.accounts import (
-    Accounts, AccountError, AuthError, ValidationError, validate_registration_number,
+    AccountError,
+    Accounts,
+    AuthError,
+    ValidationError,
+    validate_registration_number,
 )
 from tests.conftest import DATA
 
