@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     llm: str | None = Field(default=None, description="optional LLM rewriting, e.g. ollama:llama3")
 
     database_url: str | None = None
+    browser_secret: str | None = Field(
+        default=None, description="key for the session token kept in the browser; share it across replicas"
+    )
     host: str = "127.0.0.1"
     port: int = 7860
 

@@ -308,3 +308,30 @@ def _write_generation(store: Store, gen: str, chunks: list[Chunk], old_gen: Gene
         report(done, total, "embedding")
     if chunk_col.count() != total:
         raise IndexUnavailable(f"new index generation is incomplete ({chunk_col.count()} of {total} chunks)")
+
+
+def index_status(settings: Settings, store: Store | None = None) -> dict:
+    """What maintainers see: documents and chunks by audience and language, last re-index, errors."""
+    from chatbot.corpus import CorpusError
+
+    out: dict = {"generation": None, "updated": None, "documents": {}, "chunks": {}, "errors": []}
+    try:
+        store = store or Store(settings)
+        info = store.pointer_info()
+        out["generation"], out["updated"] = info.get("current") or None, info.get("updated")
+        if out["generation"]:
+            col = store.collection(store.chunk_collection_name(out["generation"]))
+            metas = store._read_all(col, ["metadatas"])["metadatas"]
+            docs: dict[str, set] = {}
+            for m in metas:
+                key = f"{m['audience']}/{m['language']}"
+                out["chunks"][key] = out["chunks"].get(key, 0) + 1
+                docs.setdefault(key, set()).add(m["doc_id"])
+            out["documents"] = {k: len(v) for k, v in docs.items()}
+    except Exception as exc:  # a broken store is reported, not raised, on the status page
+        out["errors"].append(f"index: {exc}")
+    try:
+        load_corpus(settings.corpus_dir)
+    except CorpusError as exc:
+        out["errors"].append(str(exc))
+    return out

@@ -137,9 +137,15 @@ _DELEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": 
 _B64 = re.compile(r"[A-Za-z0-9+/]{12,}={0,2}")
 
 
+_SCRIPT = re.compile(r"<(script|style)\b.*?(</\1\s*>|$)", re.I | re.S)
+_TAG = re.compile(r"</?[a-zA-Z][^<>]{0,300}>")
+
+
 def clean(text: str) -> str:
-    """The question with control characters removed and Unicode normalised."""
+    """The question as words: Unicode normalised, control characters and markup removed."""
     text = unicodedata.normalize("NFKC", text)
+    text = _TAG.sub(" ", _SCRIPT.sub(" ", text))
+    text = re.sub(r"[ \t]{2,}", " ", text)
     return "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch)[0] != "C").strip()
 
 

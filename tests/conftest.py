@@ -53,3 +53,11 @@ def engine(built, embedder):
     eng = Engine(settings, embedder)
     eng.ask("warm-up: what is TRK fusion cancer?")
     return eng
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Expose each phase's report on the item, so fixtures can tell a failed test (for screenshots)."""
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, f"rep_{rep.when}", rep)

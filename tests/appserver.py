@@ -1,0 +1,59 @@
+"""Start the real app (`python app.py`) in a subprocess on a free loopback port, for UI and API tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from chatbot.config import PROJECT_ROOT
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class AppServer:
+    def __init__(self, root: Path, env: dict[str, str] | None = None):
+        self.root = root
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.env = {
+            **os.environ, "TRK_CORPUS_DIR": str(root / "corpus"), "TRK_INDEX_DIR": str(root / "index"),
+            "TRK_DATA_DIR": str(root / "data"), "TRK_PORT": str(self.port), "TRK_HOST": "127.0.0.1",
+            "TRK_BROWSER_SECRET": "test-secret", **(env or {}),
+        }
+        self.log = open(root / f"app-{self.port}.log", "w")
+        self.proc = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "app.py")], env=self.env,
+                                     stdout=self.log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT)
+
+    def wait(self, timeout: float = 120) -> AppServer:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"app exited: {(self.root / f'app-{self.port}.log').read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(self.url, timeout=2) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.5)
+        raise TimeoutError(f"app did not start on {self.url}")
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "chatbot", *args], env=self.env, capture_output=True,
+                              text=True, timeout=120, check=True)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
