@@ -150,6 +150,38 @@ def eval_cmd(
         raise typer.Exit(2)
 
 
+@app.command()
+def bench(
+    as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+    repeat: int = typer.Option(5, "--repeat", help="Times the dev set is asked per measurement."),
+    sizes: str = typer.Option("10000,100000", "--sizes", help="Padded corpus sizes for growth ('' to skip)."),
+    no_baseline: bool = typer.Option(False, "--no-baseline", help="Skip the plain LangChain baseline."),
+) -> None:
+    """Measure cold start, per-stage latency, index build, memory, the baseline and growth."""
+    from chatbot import bench as b
+
+    sizes_t = tuple(int(x) for x in sizes.split(",") if x.strip())
+    result = b.run(Settings(), repeat=repeat, sizes=sizes_t, with_baseline=not no_baseline,
+                   log=lambda m: typer.echo(m, err=True))
+    typer.echo(json.dumps(result, indent=2) if as_json else b.table(result))
+
+
+@app.command()
+def load(
+    as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+    clients: str = typer.Option("1,8,32", "--clients", help="Concurrency levels."),
+    requests: int = typer.Option(200, "--requests", help="Answers per level at most."),
+    seconds: float = typer.Option(60.0, "--seconds", help="Seconds per level at most."),
+) -> None:
+    """Start the app and drive its `ask` endpoint with concurrent clients (loopback only)."""
+    from chatbot import bench as b
+
+    settings = Settings()
+    result = b.load_test(settings, tuple(int(x) for x in clients.split(",")), requests, seconds,
+                         log=lambda m: typer.echo(m, err=True))
+    typer.echo(json.dumps(result, indent=2) if as_json else b.load_table(result))
+
+
 hcp_app = typer.Typer(help="Healthcare-professional accounts: verification and erasure.", no_args_is_help=True)
 maintainer_app = typer.Typer(help="Maintainer accounts.", no_args_is_help=True)
 app.add_typer(hcp_app, name="hcp")

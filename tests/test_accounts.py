@@ -33,8 +33,32 @@ def clock():
     return Clock()
 
 
+@pytest.fixture(scope="session")
+def postgres():
+    from tests.services import PostgresServer, postgres_bin
+
+    if postgres_bin() is None:
+        pytest.skip("PostgreSQL not installed: `make test` installs it")
+    server = PostgresServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def accounts(request, tmp_path, clock):
+    """The same account tests run against an SQLite file and a real PostgreSQL server."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'accounts.sqlite3'}"
+    else:
+        server = request.getfixturevalue("postgres")
+        url = server.create_database(f"t{abs(hash(request.node.nodeid)) % 10**12}")
+    acc = Accounts(url, clock=clock)
+    yield acc
+    acc.engine.dispose()
+
+
 @pytest.fixture
-def accounts(tmp_path, clock):
+def sqlite_accounts(tmp_path, clock):
     return Accounts(f"sqlite:///{tmp_path / 'accounts.sqlite3'}", clock=clock)
 
 
@@ -158,8 +182,8 @@ def test_forged_tokens_are_public(accounts, token):
     assert accounts.role(token) == "public" and accounts.session(token) is None
 
 
-def test_tokens_are_stored_only_as_hashes(accounts, tmp_path):
-    token = verified_token(accounts)
+def test_tokens_are_stored_only_as_hashes(sqlite_accounts, tmp_path):
+    token = verified_token(sqlite_accounts)
     raw = (tmp_path / "accounts.sqlite3").read_bytes()
     con = sqlite3.connect(tmp_path / "accounts.sqlite3")
     stored = [r[0] for r in con.execute("select token_hash from sessions")]
@@ -218,7 +242,8 @@ def test_duplicate_email_is_refused(accounts):
         register(accounts, email="Anna@Example.org")
 
 
-def test_delete_erases_personal_data_but_keeps_anonymous_audit(accounts, tmp_path):
+def test_delete_erases_personal_data_but_keeps_anonymous_audit(sqlite_accounts, tmp_path):
+    accounts = sqlite_accounts
     token = verified_token(accounts)
     accounts.delete("anna@example.org")
     assert accounts.role(token) == "public" and not accounts.exists("anna@example.org")

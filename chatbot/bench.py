@@ -1,0 +1,363 @@
+"""Benchmarks: figures printed, never asserted. `python -m chatbot bench` and `python -m chatbot load`."""
+
+from __future__ import annotations
+
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from chatbot.answer import Engine
+from chatbot.config import PROJECT_ROOT, Settings
+from chatbot.corpus import load_corpus
+from chatbot.evaluation import load_gold, percentile
+from chatbot.index import Store, build_index
+from chatbot.retrieval import HCP, PUBLIC
+
+DEV = PROJECT_ROOT / "tests" / "data" / "dev.jsonl"
+STAGES = ("embed_ms", "vector_ms", "bm25_ms", "fusion_ms", "compose_ms", "total_ms")
+
+
+def _pct(values: list[float]) -> dict:
+    return {"p50": round(percentile(values, 50), 2), "p95": round(percentile(values, 95), 2),
+            "p99": round(percentile(values, 99), 2), "n": len(values)}
+
+
+def _settings_in(settings: Settings, root: Path, **kw) -> Settings:
+    return settings.model_copy(update={"index_dir": root / "index", "data_dir": root / "data", **kw})
+
+
+def cold_start(settings: Settings) -> float:
+    """Seconds from process start to the first answer printed (import, model load, index open)."""
+    env = {**os.environ, "TRK_INDEX_DIR": str(settings.index_dir), "TRK_CORPUS_DIR": str(settings.corpus_dir),
+           "TRK_DATA_DIR": str(settings.data_dir)}
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "chatbot", "ask", "What is TRK fusion cancer?"], env=env,
+                   check=True, capture_output=True)
+    return time.perf_counter() - t
+
+
+def stage_timings(engine: Engine, questions: list[dict], repeat: int) -> dict:
+    for row in questions[:5]:
+        engine.ask(row["question"], row.get("history") or [], row.get("role", "public"))
+    per: dict[str, list[float]] = {k: [] for k in STAGES}
+    for _ in range(repeat):
+        for row in questions:
+            reply = engine.ask(row["question"], row.get("history") or [], row.get("role", "public"))
+            for k in STAGES:
+                if k in reply.timings:
+                    per[k].append(reply.timings[k])
+    return {k: _pct(v) for k, v in per.items() if v}
+
+
+def _facts_hit(text: str, groups: list[list[str]]) -> bool:
+    low = text.lower()
+    return all(any(a.lower() in low for a in g) for g in groups)
+
+
+def our_retrieval_quality(engine: Engine, questions: list[dict], k: int = 4) -> tuple[float, int]:
+    snap = engine.snapshot()
+    hits_ok, leaks, n = 0, 0, 0
+    for row in questions:
+        if not row.get("must_include") or "answer" not in row["expect"]:
+            continue
+        role = HCP if row.get("role") == HCP else PUBLIC
+        qv = engine.embedder.encode_query(row["question"])
+        hits = engine.retriever.search(snap, row["question"], qv, role)[:k]
+        n += 1
+        hits_ok += _facts_hit(" ".join(h.chunk.text for h in hits), row["must_include"])
+        leaks += role == PUBLIC and any(h.chunk.audience == HCP for h in hits)
+    return hits_ok / max(1, n), leaks
+
+
+def baseline(settings: Settings, questions: list[dict], root: Path, repeat: int) -> dict:
+    """A plain LangChain RAG retriever as tutorials build it, timed the same way."""
+    from langchain_chroma import Chroma
+    from langchain_core.documents import Document
+    from langchain_huggingface import HuggingFaceEmbeddings
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+    from chatbot.embedding import packaged_model_path
+
+    emb = HuggingFaceEmbeddings(model_name=str(packaged_model_path()), model_kwargs={"device": "cpu"},
+                                encode_kwargs={"normalize_embeddings": True})
+    splitter = RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=200)
+
+    def build(path: Path):
+        docs = [Document(d.body, metadata={"doc_id": d.id, "audience": d.audience})
+                for d in load_corpus(settings.corpus_dir)]
+        chunks = splitter.split_documents(docs)
+        t = time.perf_counter()
+        store = Chroma.from_documents(chunks, emb, persist_directory=str(path), collection_name="baseline")
+        return store, time.perf_counter() - t, len(chunks)
+
+    store, build_s, n_chunks = build(root / "b1")
+    _, rebuild_s, _ = build(root / "b2")  # the tutorial pipeline has no incremental path: re-index = rebuild
+    for row in questions[:5]:
+        store.similarity_search(row["question"], k=4)
+    times = []
+    for _ in range(repeat):
+        for row in questions:
+            t = time.perf_counter()
+            store.similarity_search(row["question"], k=4)
+            times.append((time.perf_counter() - t) * 1000)
+    ok, leaks, n = 0, 0, 0
+    for row in questions:
+        if not row.get("must_include") or "answer" not in row["expect"]:
+            continue
+        docs = store.similarity_search(row["question"], k=4)
+        n += 1
+        ok += _facts_hit(" ".join(d.page_content for d in docs), row["must_include"])
+        leaks += row.get("role", "public") == PUBLIC and any(d.metadata.get("audience") == HCP for d in docs)
+    return {"build_s": round(build_s, 2), "chunks": n_chunks, "chunks_per_s": round(n_chunks / build_s, 1),
+            "noop_reindex_s": round(rebuild_s, 2), "question_ms": _pct(times),
+            "key_fact_hit_rate": round(ok / max(1, n), 3), "public_hcp_leaks": leaks}
+
+
+def pad_generation(store: Store, source_gen: str, target: int, seed: int = 7) -> str:
+    """A copy of a generation padded with synthetic chunks (random text and vectors) to `target` chunks."""
+    from chatbot.chunking import Chunk
+
+    gen = store.read(source_gen)
+    name = f"pad{target}"
+    store.drop(name)
+    chunks_col = store.collection(store.chunk_collection_name(name), create=True)
+    sents_col = store.collection(store.sentence_collection_name(name), create=True)
+    rng = np.random.default_rng(seed)
+    vocab = sorted({w for c in gen.chunks for w in c.text.split() if w.isalpha()})
+    real = [(c, gen.chunk_embeddings[i]) for i, c in enumerate(gen.chunks)]
+    sent_rows: dict[str, list[int]] = {}
+    for i, (cid, _, _) in enumerate(gen.sentences):
+        sent_rows.setdefault(cid, []).append(i)
+    batch = 4000
+    n_synth = max(0, target - len(real))
+    for start in range(0, max(n_synth, len(real)), batch):
+        ids, docs, metas, embs = [], [], [], []
+        s_ids, s_docs, s_metas, s_embs = [], [], [], []
+        if start == 0:
+            for c, e in real:
+                ids.append(c.id), docs.append(c.text), metas.append(c.metadata()), embs.append(e)
+                for j in sent_rows.get(c.id, []):
+                    _, k, s = gen.sentences[j]
+                    s_ids.append(f"{c.id}#{k}"), s_docs.append(s), s_embs.append(gen.sentence_embeddings[j])
+                    s_metas.append({"chunk_id": c.id, "i": k, "audience": c.audience, "language": c.language})
+        count = min(batch, n_synth - start)
+        if count > 0:
+            vecs = rng.normal(size=(count, gen.chunk_embeddings.shape[1])).astype(np.float32)
+            vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+            for n in range(count):
+                words = rng.choice(vocab, size=30)
+                text = " ".join(words) + "."
+                aud = PUBLIC if n % 2 else HCP
+                c = Chunk(f"synthetic-{start + n}", f"synthetic-{(start + n) // 10}", "Synthetic", "Padding",
+                          aud, "en", "[]", text, n % 10)
+                ids.append(c.id), docs.append(text), metas.append(c.metadata()), embs.append(vecs[n])
+                s_ids.append(f"{c.id}#0"), s_docs.append(text), s_embs.append(vecs[n])
+                s_metas.append({"chunk_id": c.id, "i": 0, "audience": aud, "language": "en"})
+        if ids:
+            chunks_col.add(ids=ids, documents=docs, metadatas=metas, embeddings=np.asarray(embs))
+            sents_col.add(ids=s_ids, documents=s_docs, metadatas=s_metas, embeddings=np.asarray(s_embs))
+    return name
+
+
+class _FixedStore(Store):
+    """A store whose pointer is pinned to one generation (for the growth measurements)."""
+
+    def __init__(self, base: Store, gen: str):
+        self.__dict__.update(base.__dict__)
+        self._gen = gen
+
+    def current(self) -> str | None:
+        return self._gen
+
+
+def run(settings: Settings, repeat: int = 5, sizes: tuple[int, ...] = (10_000, 100_000),
+        with_baseline: bool = True, log=print) -> dict:
+    from chatbot.embedding import MiniLMEmbeddings
+
+    questions = load_gold(DEV)
+    out: dict = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}}
+    root = Path(tempfile.mkdtemp(prefix="trk-bench-"))
+    try:
+        ours = _settings_in(settings, root)
+        t = time.perf_counter()
+        embedder = MiniLMEmbeddings(settings.model_path, settings.embed_batch_size, settings.torch_threads)
+        out["model_load_s"] = round(time.perf_counter() - t, 2)
+        log("building the index ...")
+        full = build_index(ours, embedder)
+        noop = build_index(ours, embedder)
+        out["index"] = {"build_s": round(full.seconds, 2), "chunks": full.chunks_total,
+                        "chunks_per_s": round(full.chunks_total / full.seconds, 1),
+                        "noop_reindex_s": round(noop.seconds, 3)}
+        log("cold start ...")
+        out["cold_start_s"] = round(cold_start(ours), 2)
+        engine = Engine(ours, embedder)
+        log("per-stage timings ...")
+        out["stages"] = stage_timings(engine, questions, repeat)
+        hit, leaks = our_retrieval_quality(engine, questions)
+        out["retrieval"] = {"key_fact_hit_rate": round(hit, 3), "public_hcp_leaks": leaks}
+        out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        if with_baseline:
+            log("baseline (plain LangChain RAG) ...")
+            b = baseline(ours, questions, root, repeat)
+            out["baseline"] = b
+            out["ratios"] = {
+                "index_build": round(out["index"]["build_s"] / b["build_s"], 3),
+                "noop_reindex": round(out["index"]["noop_reindex_s"] / b["noop_reindex_s"], 4),
+                "question_p50": round(out["stages"]["total_ms"]["p50"] / b["question_ms"]["p50"], 2),
+            }
+        out["growth"] = {}
+        store = Store(ours)
+        for size in sizes:
+            log(f"growth: {size} chunks ...")
+            gen = pad_generation(store, store.current(), size)
+            t = time.perf_counter()
+            padded = Engine(ours, embedder, store=_FixedStore(store, gen))
+            padded.snapshot()
+            load_s = time.perf_counter() - t
+            timings = stage_timings(padded, questions, max(1, repeat // 2))
+            out["growth"][str(size)] = {"load_s": round(load_s, 2), **{k: timings[k] for k in
+                                                                       ("vector_ms", "bm25_ms", "total_ms")}}
+            store.drop(gen)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return out
+
+
+def table(result: dict) -> str:
+    lines = [f"machine: {result['machine']['cpus']} CPUs, Python {result['machine']['python']}",
+             f"model load: {result['model_load_s']} s; cold start to first answer: {result['cold_start_s']} s",
+             f"index: full build {result['index']['build_s']} s ({result['index']['chunks']} chunks, "
+             f"{result['index']['chunks_per_s']} chunks/s); no-op re-index {result['index']['noop_reindex_s']} s",
+             f"peak RSS (serving process): {result['peak_rss_mb']} MB", "", "stage            p50 ms   p95 ms"]
+    for k, v in result["stages"].items():
+        lines.append(f"{k:<15} {v['p50']:>7} {v['p95']:>8}")
+    lines.append(f"retrieval key-fact hit rate (top 4): {result['retrieval']['key_fact_hit_rate']}, "
+                 f"public HCP leaks: {result['retrieval']['public_hcp_leaks']}")
+    if "baseline" in result:
+        b = result["baseline"]
+        lines += ["", "baseline (HuggingFaceEmbeddings + Chroma.from_documents + similarity_search k=4):",
+                  f"  build {b['build_s']} s ({b['chunks']} chunks), re-index {b['noop_reindex_s']} s, "
+                  f"question p50 {b['question_ms']['p50']} ms / p95 {b['question_ms']['p95']} ms",
+                  f"  key-fact hit rate {b['key_fact_hit_rate']}, public HCP leaks {b['public_hcp_leaks']}",
+                  f"  ours/baseline: build {result['ratios']['index_build']}, no-op re-index "
+                  f"{result['ratios']['noop_reindex']}, whole ask vs retrieval only {result['ratios']['question_p50']}"]
+    for size, g in result.get("growth", {}).items():
+        lines.append(f"growth {size:>7} chunks: ask p50 {g['total_ms']['p50']} ms p95 {g['total_ms']['p95']} ms "
+                     f"(vector {g['vector_ms']['p50']}, bm25 {g['bm25_ms']['p50']}), load {g['load_s']} s")
+    return "\n".join(lines)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _vm_hwm_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def load_test(settings: Settings, clients: tuple[int, ...] = (1, 8, 32), requests: int = 200,
+              seconds: float = 60.0, log=print) -> dict:
+    """Start the app, then drive its `ask` endpoint with concurrent gradio clients on loopback.
+
+    Each level stops after `requests` answers or `seconds`, whichever comes first.
+    """
+    import urllib.request
+
+    from gradio_client import Client
+
+    questions = [r for r in load_gold(DEV) if r["question"]]
+    port = _free_port()
+    env = {**os.environ, "TRK_PORT": str(port), "TRK_HOST": "127.0.0.1",
+           "TRK_INDEX_DIR": str(settings.index_dir), "TRK_CORPUS_DIR": str(settings.corpus_dir),
+           "TRK_DATA_DIR": str(settings.data_dir)}
+    url = f"http://127.0.0.1:{port}/"
+    proc = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "app.py")], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    out: dict = {}
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=2).close()
+                break
+            except OSError:
+                if time.time() > deadline or proc.poll() is not None:
+                    raise RuntimeError("the app did not start") from None
+                time.sleep(0.5)
+        Client(url, verbose=False).predict("warm-up about TRK fusion cancer", [], "", api_name="/ask")
+        for n in clients:
+            log(f"load: {n} concurrent clients ...")
+            out[str(n)] = _drive(url, questions, n, requests, seconds)
+        out["app_peak_rss_mb"] = _vm_hwm_mb(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    return out
+
+
+def _drive(url: str, questions: list[dict], n: int, requests: int, seconds: float) -> dict:
+    """n client threads share a budget of `requests` answers and a deadline of `seconds`."""
+    from gradio_client import Client
+
+    latencies: list[float] = []
+    errors = [0]
+    issued = [0]
+    lock = threading.Lock()
+    stop_at = time.time() + seconds
+
+    def worker(seed: int) -> None:
+        client = Client(url, verbose=False)
+        rnd = random.Random(seed)
+        while time.time() < stop_at:
+            with lock:
+                if issued[0] >= requests:
+                    return
+                issued[0] += 1
+            row = rnd.choice(questions)
+            t = time.perf_counter()
+            try:
+                reply = client.predict(row["question"], row.get("history") or [], "", api_name="/ask")
+                ok = isinstance(reply, dict) and bool(reply.get("kind"))
+            except Exception:
+                ok = False
+            with lock:
+                if ok:
+                    latencies.append((time.perf_counter() - t) * 1000)
+                else:
+                    errors[0] += 1
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    wall = time.perf_counter() - t0
+    return {"answers": len(latencies), "answers_per_s": round(len(latencies) / wall, 1), **_pct(latencies),
+            "errors": errors[0]}
+
+
+def load_table(result: dict) -> str:
+    lines = ["clients  answers  answers/s   p50 ms   p95 ms   p99 ms  errors"]
+    for k, v in result.items():
+        if isinstance(v, dict):
+            lines.append(f"{k:>7} {v['answers']:>8} {v['answers_per_s']:>10} {v['p50']:>8} {v['p95']:>8} "
+                         f"{v['p99']:>8} {v['errors']:>7}")
+    lines.append(f"app peak RSS: {result.get('app_peak_rss_mb')} MB")
+    return "\n".join(lines)

@@ -1,0 +1,89 @@
+"""Real servers for scale-out tests, started on free loopback ports with data in temporary dirs."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.appserver import free_port
+
+
+class ChromaServer:
+    """`chroma run` (chromadb's own server) on 127.0.0.1."""
+
+    def __init__(self, root: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        chroma = Path(sys.executable).parent / "chroma"
+        self.log = open(root / "chroma.log", "w")
+        self.proc = subprocess.Popen([str(chroma), "run", "--path", str(root / "chroma-data"), "--host",
+                                      "127.0.0.1", "--port", str(self.port)], stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.url}/api/v2/heartbeat", timeout=2):
+                    return
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError("chroma run exited") from None
+                time.sleep(0.3)
+        raise TimeoutError("chroma server did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=20)
+        self.log.close()
+
+
+def postgres_bin() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    return Path(found[-1]).parent if found else None
+
+
+class PostgresServer:
+    """A throw-away PostgreSQL cluster (Debian's packages), run as the postgres user when we are root."""
+
+    def __init__(self):
+        bindir = postgres_bin()
+        if bindir is None:
+            raise RuntimeError("PostgreSQL is not installed (make test installs Debian's postgresql)")
+        # outside pytest's private (0700) temp tree, so the postgres user can reach it
+        root = self.root = Path(tempfile.mkdtemp(prefix="trk-pg-"))
+        self.port = free_port()
+        self.data = root / "pgdata"
+        self.data.mkdir(parents=True)
+        self.sock = root / "pgsock"
+        self.sock.mkdir()
+        self.as_user: list[str] = []
+        if os.geteuid() == 0:
+            shutil.chown(self.data, "postgres", "postgres")
+            shutil.chown(self.sock, "postgres", "postgres")
+            os.chmod(root, 0o755)
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+        subprocess.run([*self.as_user, str(bindir / "initdb"), "-D", str(self.data), "-U", "trk",
+                        "--auth=trust", "-E", "UTF8"], check=True, capture_output=True)
+        subprocess.run([*self.as_user, str(bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.data / "log"),
+                        "-o", f"-p {self.port} -k {self.sock} -c listen_addresses=127.0.0.1", "-w", "start"],
+                       check=True, capture_output=True)
+        self.bindir = bindir
+        self.url = f"postgresql+psycopg://trk@127.0.0.1:{self.port}/postgres"
+
+    def create_database(self, name: str) -> str:
+        import psycopg
+
+        with psycopg.connect(f"postgresql://trk@127.0.0.1:{self.port}/postgres", autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return f"postgresql+psycopg://trk@127.0.0.1:{self.port}/{name}"
+
+    def stop(self) -> None:
+        subprocess.run([*self.as_user, str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "stop"],
+                       capture_output=True)
+        shutil.rmtree(self.root, ignore_errors=True)
