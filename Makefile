@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test install index lint bench browser clean
+.PHONY: run test install index lint bench load system-deps clean
 
 install: $(STAMP)
 
@@ -22,13 +22,18 @@ index: install
 run: install index
 	$(PY) app.py
 
-# Browser tests drive Debian's chromium; install it when it is missing (root on these machines).
-browser:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  echo "installing Debian chromium for the browser tests"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+# Browser tests drive Debian's chromium and the scale-out tests start a PostgreSQL server;
+# install whichever is missing from Debian's packages (root on these machines and in CI).
+system-deps:
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing from Debian:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
-test: install browser
+test: install system-deps
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing on purpose" >&2; exit 1; fi; \
 	exit $$rc
@@ -38,6 +43,9 @@ lint: install
 
 bench: install index
 	$(PY) -m chatbot bench
+
+load: install index
+	$(PY) -m chatbot load
 
 clean:
 	rm -rf $(VENV) index data

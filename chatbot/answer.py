@@ -60,6 +60,7 @@ class Reply:
                 for c in self.citations
             ],
             "ms": round(self.ms, 2),
+            "generation": self.generation,
         }
 
 

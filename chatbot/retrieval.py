@@ -15,6 +15,7 @@ import bm25s
 import numpy as np
 
 from chatbot.chunking import Chunk
+from chatbot.corpus import LANGUAGES
 from chatbot.index import Generation, Store
 
 PUBLIC = "public"
@@ -110,6 +111,9 @@ class Snapshot:
         self.by_id = {c.id: i for i, c in enumerate(self.chunks)}
         self.chunk_emb = generation.chunk_embeddings
         self.audience = np.array([c.audience for c in self.chunks])
+        self.counts: dict[tuple[str, str], int] = {}
+        for c in self.chunks:
+            self.counts[(c.audience, c.language)] = self.counts.get((c.audience, c.language), 0) + 1
         self.sent_rows: dict[str, list[int]] = {}
         for row, (cid, _, _) in enumerate(generation.sentences):
             self.sent_rows.setdefault(cid, []).append(row)
@@ -147,30 +151,31 @@ class Retriever:
         self.rrf_k = rrf_k
         self._collections: dict[str, object] = {}
 
-    def _collection(self, snapshot: Snapshot):
-        col = self._collections.get(snapshot.name)
-        if col is None:
-            col = self.store.collection(self.store.chunk_collection_name(snapshot.name))
-            self._collections = {snapshot.name: col}
-        return col
+    def _partitions(self, snapshot: Snapshot) -> dict:
+        cols = self._collections.get(snapshot.name)
+        if cols is None:
+            cols = self.store.chunk_collections(snapshot.name)
+            self._collections = {snapshot.name: cols}
+        return cols
 
     @staticmethod
-    def where(scope: str, language: str | None) -> dict:
-        clauses = []
-        if scope != HCP:
-            clauses.append({"audience": PUBLIC})
-        if language:
-            clauses.append({"language": language})
-        if not clauses:
-            return {}
-        return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+    def partitions(scope: str, language: str | None) -> list[tuple[str, str]]:
+        """The collections a search may open: public ones only, unless the caller is a verified HCP."""
+        audiences = [PUBLIC, HCP] if scope == HCP else [PUBLIC]
+        languages = [language] if language else list(LANGUAGES)
+        return [(a, lang) for a in audiences for lang in languages]
 
     def dense(self, snapshot: Snapshot, q: np.ndarray, scope: str, language: str | None, n: int):
-        where = self.where(scope, language)
-        res = self._collection(snapshot).query(
-            query_embeddings=[q], n_results=n, where=where or None, include=["distances"],
-        )
-        return [(cid, 1.0 - float(d)) for cid, d in zip(res["ids"][0], res["distances"][0])]
+        cols = self._partitions(snapshot)
+        found: list[tuple[str, float]] = []
+        for key in self.partitions(scope, language):
+            if not snapshot.counts.get(key):
+                continue
+            res = cols[key].query(query_embeddings=[q], n_results=min(n, snapshot.counts[key]),
+                                  include=["distances"])
+            found += [(cid, 1.0 - float(d)) for cid, d in zip(res["ids"][0], res["distances"][0])]
+        found.sort(key=lambda kv: -kv[1])
+        return found[:n]
 
     def lexical(self, snapshot: Snapshot, query: str, scope: str, language: str | None, n: int):
         model, rows = snapshot.bm25[scope]

@@ -45,3 +45,18 @@ def test_public_search_never_sees_hcp_chunks(engine):
         assert audiences == {"public"}
         hcp_dense = engine.retriever.dense(snap, qv, "hcp", None, 50)
         assert "hcp" in {snap.chunks[snap.by_id[cid]].audience for cid, _ in hcp_dense}
+
+
+def test_public_searches_open_only_public_collections(built):
+    from chatbot.index import Store
+    from chatbot.retrieval import Retriever
+
+    settings, _ = built
+    assert all(a == "public" for a, _ in Retriever.partitions("public", None))
+    assert {a for a, _ in Retriever.partitions("hcp", "en")} == {"public", "hcp"}
+    store = Store(settings)
+    for (audience, language), col in store.chunk_collections(store.current()).items():
+        metas = col.get(include=["metadatas"])["metadatas"]
+        assert all(m["audience"] == audience and m["language"] == language for m in metas)
+        if audience == "public":
+            assert metas  # both languages have public texts

@@ -133,7 +133,7 @@ def test_leftovers_of_a_killed_run_are_cleaned(small, embedder):
     settings, _, first = small
     store = Store(settings)
     orphan = "19990101000000dead00"
-    store.collection(store.chunk_collection_name(orphan), create=True)
+    store.chunk_collections(orphan, create=True)
     store.collection(store.sentence_collection_name(orphan), create=True)
     summary = build_index(settings, embedder)
     assert orphan in summary.cleaned
