@@ -56,7 +56,7 @@ class Reply:
             "citations": [
                 {"n": c.n, "doc_id": c.doc_id, "title": c.title, "heading": c.heading,
                  "audience": c.audience, "sources": c.sources, "quote": c.quote,
-                 "sentences": c.sentences}
+                 "sentences": c.sentences, "chunk_id": c.chunk_id}
                 for c in self.citations
             ],
             "ms": round(self.ms, 2),
@@ -101,10 +101,12 @@ class Engine:
             if snap is not None and not force and now - self._checked < self.refresh_seconds:
                 return snap
             try:
+                self.store.check_files()
                 current = self.store.current()
             except Exception as exc:
-                if snap is not None:
-                    return snap
+                self._snapshot = None
+                if isinstance(exc, IndexUnavailable):
+                    raise
                 raise IndexUnavailable(f"index cannot be opened ({exc})") from exc
             if not current:
                 raise IndexUnavailable("no index has been built yet: run `python -m chatbot index`")

@@ -81,6 +81,24 @@ def _run_index(settings: Settings, rebuild: bool):
 
 
 @app.command()
+def status(as_json: bool = typer.Option(False, "--json", help="Print the status as JSON.")) -> None:
+    """Index status for maintainers: documents and chunks by audience/language, last re-index, errors."""
+    from chatbot.index import index_status
+
+    st = index_status(Settings())
+    if as_json:
+        typer.echo(json.dumps(st))
+    else:
+        typer.echo(f"generation {st['generation']}, last re-index {st['updated']}")
+        for key in sorted(st["chunks"]):
+            typer.echo(f"  {key}: {st['documents'].get(key, 0)} documents, {st['chunks'][key]} chunks")
+        for err in st["errors"]:
+            typer.echo(f"error: {err}", err=True)
+    if st["errors"]:
+        raise typer.Exit(1)
+
+
+@app.command()
 def ask(
     question: str | None = typer.Argument(None, help="The question (omit with --jsonl)."),
     hcp: bool = typer.Option(False, "--hcp", help="Answer as for a verified HCP (trusted local use)."),

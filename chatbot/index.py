@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import os
 import secrets
 import time
 from collections.abc import Callable, Iterator
@@ -65,6 +66,34 @@ class Store:
         self.settings = settings
         self.client = client if client is not None else open_client(settings)
         self.prefix = settings.collection_prefix
+        self._identity = self._files_identity()
+
+    # the embedded store's files --------------------------------------------------------------
+    def _files_identity(self) -> int | None:
+        if self.settings.chroma_url:
+            return None
+        try:
+            return os.stat(Path(self.settings.index_dir) / "chroma.sqlite3").st_ino
+        except FileNotFoundError:
+            return None
+
+    def check_files(self) -> bool:
+        """Raise IndexUnavailable if the embedded store's files are gone; reopen them if they were
+        replaced (e.g. by `index --rebuild` after a crash). Returns True when the client was reopened."""
+        if self.settings.chroma_url:
+            return False
+        identity = self._files_identity()
+        if identity is None:
+            raise IndexUnavailable(
+                f"the index in {self.settings.index_dir} is missing: run `python -m chatbot index --rebuild`")
+        if identity == self._identity:
+            return False
+        from chromadb.api.client import SharedSystemClient
+
+        SharedSystemClient.clear_system_cache()
+        self.client = open_client(self.settings)
+        self._identity = identity
+        return True
 
     # names -----------------------------------------------------------------------------------
     # Chunks are partitioned by audience and language into separate collections: a public search
@@ -237,7 +266,7 @@ def build_index(settings: Settings, embedder, *, rebuild: bool = False, progress
     report = progress or (lambda done, total, msg: None)
     docs = load_corpus(settings.corpus_dir)  # validation happens before anything is touched
     chunks = chunk_corpus(docs, settings.chunk_size, settings.chunk_overlap)
-    store = store or Store(settings)
+    store = store or _open_for_writing(settings, rebuild)
     with _writer_lock(settings):
         current = store.current()
         summary = IndexSummary(previous=current or "")
@@ -279,6 +308,24 @@ def build_index(settings: Settings, embedder, *, rebuild: bool = False, progress
         summary.chunks_removed = len(old.keys() - {c.id for c in chunks})
         summary.seconds = time.perf_counter() - t0
         return summary
+
+
+def _open_for_writing(settings: Settings, rebuild: bool) -> Store:
+    """The store; with --rebuild, a damaged embedded store is moved aside (kept, not deleted)."""
+    try:
+        store = Store(settings)
+        store.current()
+        return store
+    except Exception as exc:
+        if not rebuild or settings.chroma_url:
+            raise IndexUnavailable(f"the index cannot be opened ({exc}); run `python -m chatbot index --rebuild`") from exc
+    from chromadb.api.client import SharedSystemClient
+
+    index_dir = Path(settings.index_dir)
+    aside = index_dir.with_name(f"{index_dir.name}.damaged-{dt.datetime.now():%Y%m%d%H%M%S}")
+    index_dir.rename(aside)
+    SharedSystemClient.clear_system_cache()
+    return Store(settings)
 
 
 def _write_generation(store: Store, gen: str, chunks: list[Chunk], old_gen: Generation | None,
@@ -336,6 +383,7 @@ def index_status(settings: Settings, store: Store | None = None) -> dict:
     out: dict = {"generation": None, "updated": None, "documents": {}, "chunks": {}, "errors": []}
     try:
         store = store or Store(settings)
+        store.check_files()
         info = store.pointer_info()
         out["generation"], out["updated"] = info.get("current") or None, info.get("updated")
         if out["generation"]:
@@ -347,6 +395,8 @@ def index_status(settings: Settings, store: Store | None = None) -> dict:
                 out["chunks"][key] = out["chunks"].get(key, 0) + 1
                 docs.setdefault(key, set()).add(m["doc_id"])
             out["documents"] = {k: len(v) for k, v in docs.items()}
+        else:
+            out["errors"].append("index: none has been built (run `python -m chatbot index --rebuild`)")
     except Exception as exc:  # a broken store is reported, not raised, on the status page
         out["errors"].append(f"index: {exc}")
     try:

@@ -16,7 +16,7 @@ import numpy as np
 
 from chatbot.chunking import Chunk
 from chatbot.corpus import LANGUAGES
-from chatbot.index import Generation, Store
+from chatbot.index import Generation, IndexUnavailable, Store
 
 PUBLIC = "public"
 HCP = "hcp"
@@ -152,10 +152,11 @@ class Retriever:
         self._collections: dict[str, object] = {}
 
     def _partitions(self, snapshot: Snapshot) -> dict:
-        cols = self._collections.get(snapshot.name)
+        key = (id(self.store.client), snapshot.name)  # a reopened client needs fresh handles
+        cols = self._collections.get(key)
         if cols is None:
             cols = self.store.chunk_collections(snapshot.name)
-            self._collections = {snapshot.name: cols}
+            self._collections = {key: cols}
         return cols
 
     @staticmethod
@@ -166,14 +167,18 @@ class Retriever:
         return [(a, lang) for a in audiences for lang in languages]
 
     def dense(self, snapshot: Snapshot, q: np.ndarray, scope: str, language: str | None, n: int):
-        cols = self._partitions(snapshot)
         found: list[tuple[str, float]] = []
-        for key in self.partitions(scope, language):
-            if not snapshot.counts.get(key):
-                continue
-            res = cols[key].query(query_embeddings=[q], n_results=min(n, snapshot.counts[key]),
-                                  include=["distances"])
-            found += [(cid, 1.0 - float(d)) for cid, d in zip(res["ids"][0], res["distances"][0])]
+        try:
+            cols = self._partitions(snapshot)
+            for key in self.partitions(scope, language):
+                if not snapshot.counts.get(key):
+                    continue
+                res = cols[key].query(query_embeddings=[q], n_results=min(n, snapshot.counts[key]),
+                                      include=["distances"])
+                found += [(cid, 1.0 - float(d)) for cid, d in zip(res["ids"][0], res["distances"][0])]
+        except Exception as exc:  # a store that vanished or broke mid-flight
+            self._collections = {}
+            raise IndexUnavailable(f"vector search failed ({exc})") from exc
         found.sort(key=lambda kv: -kv[1])
         return found[:n]
 

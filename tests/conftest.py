@@ -61,3 +61,18 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
     setattr(item, f"rep_{rep.when}", rep)
+
+
+# Figures from the reliability suite, printed as one table at the end of the run.
+RELIABILITY: dict[str, dict] = {}
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not RELIABILITY:
+        return
+    terminalreporter.section("reliability and security summary")
+    terminalreporter.write_line(f"{'check':<44}{'attempts':>10}{'leaks':>8}{'faults':>8}{'data lost':>11}  notes")
+    for name, row in RELIABILITY.items():
+        terminalreporter.write_line(
+            f"{name:<44}{row.get('attempts', ''):>10}{row.get('leaks', ''):>8}{row.get('faults', ''):>8}"
+            f"{row.get('lost', ''):>11}  {row.get('notes', '')}")
