@@ -46,6 +46,29 @@ def built(tmp_path_factory, embedder):
 
 
 @pytest.fixture(scope="session")
+def postgres():
+    """One throw-away PostgreSQL server for the run (Debian's packages; `make test` installs them)."""
+    from tests.services import PostgresServer, postgres_bin
+
+    if postgres_bin() is None:
+        pytest.skip("PostgreSQL not installed: `make test` installs it")
+    server = PostgresServer()
+    yield server
+    server.stop()
+
+
+def served_app(tmp_path_factory, embedder, name: str, env: dict | None = None):
+    """The real app (`python app.py`) over a fresh copy of the corpus, indexed and started."""
+    from chatbot.index import build_index
+    from tests.appserver import AppServer
+
+    root = tmp_path_factory.mktemp(name)
+    shutil.copytree(CORPUS, root / "corpus")
+    build_index(make_settings(root), embedder)
+    return AppServer(root, env).wait()
+
+
+@pytest.fixture(scope="session")
 def engine(built, embedder):
     from chatbot.answer import Engine
 
@@ -63,11 +86,10 @@ def pytest_runtest_makereport(item, call):
     setattr(item, f"rep_{rep.when}", rep)
 
 
-# Figures from the reliability suite, printed as one table at the end of the run.
-RELIABILITY: dict[str, dict] = {}
-
-
 def pytest_terminal_summary(terminalreporter):
+    """The reliability suite's figures as one table at the end of the run."""
+    from tests.report import RELIABILITY
+
     if not RELIABILITY:
         return
     terminalreporter.section("reliability and security summary")

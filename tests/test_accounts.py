@@ -33,17 +33,6 @@ def clock():
     return Clock()
 
 
-@pytest.fixture(scope="session")
-def postgres():
-    from tests.services import PostgresServer, postgres_bin
-
-    if postgres_bin() is None:
-        pytest.skip("PostgreSQL not installed: `make test` installs it")
-    server = PostgresServer()
-    yield server
-    server.stop()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def accounts(request, tmp_path, clock):
     """The same account tests run against an SQLite file and a real PostgreSQL server."""

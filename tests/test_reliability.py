@@ -30,8 +30,8 @@ from chatbot.index import Store, build_index
 from chatbot.policy import KINDS
 from chatbot.redteam import LeakDetector, adversarial_questions
 from chatbot.ui import App, esc, render_reply
-from tests.appserver import AppServer
-from tests.conftest import CORPUS, RELIABILITY, make_settings
+from tests.conftest import CORPUS, make_settings, served_app
+from tests.report import RELIABILITY
 
 PASSWORD = "correct horse battery staple"
 DOSE = "What dose of larotrectinib should adults take?"
@@ -39,10 +39,7 @@ DOSE = "What dose of larotrectinib should adults take?"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, embedder):
-    root = tmp_path_factory.mktemp("reliability-app")
-    shutil.copytree(CORPUS, root / "corpus")
-    build_index(make_settings(root), embedder)
-    srv = AppServer(root).wait()
+    srv = served_app(tmp_path_factory, embedder, "reliability-app")
     yield srv
     srv.stop()
 
@@ -258,11 +255,8 @@ def test_kill_9_during_reindex_loses_nothing(tmp_path, embedder):
 
 
 def test_index_deleted_or_corrupted_under_a_running_app(tmp_path_factory, embedder):
-    root = tmp_path_factory.mktemp("fault-app")
-    shutil.copytree(CORPUS, root / "corpus")
-    settings = make_settings(root)
-    build_index(settings, embedder)
-    srv = AppServer(root).wait()
+    srv = served_app(tmp_path_factory, embedder, "fault-app")
+    root = srv.root
     faults = 0
     try:
         c = client(srv)

@@ -11,7 +11,7 @@ from chatbot.answer import Engine
 from chatbot.index import Store, build_index
 from tests.appserver import AppServer
 from tests.conftest import CORPUS, make_settings
-from tests.services import ChromaServer, PostgresServer, postgres_bin
+from tests.services import ChromaServer
 
 PASSWORD = "correct horse battery staple"
 DOSE = "What dose of larotrectinib should adults take?"
@@ -46,15 +46,6 @@ def test_index_and_ask_through_a_chroma_server(chroma, tmp_path, embedder, corpu
     ids = engine.retriever.dense(snap, qv, "public", None, 40)
     assert {snap.chunks[snap.by_id[c]].audience for c, _ in ids} == {"public"}
     assert Store(settings).current() == snap.name
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    if postgres_bin() is None:
-        pytest.skip("PostgreSQL not installed: `make test` installs it")
-    server = PostgresServer()
-    yield server
-    server.stop()
 
 
 def test_two_replicas_share_sessions_through_postgres_and_chroma(tmp_path_factory, chroma, postgres, embedder):

@@ -6,9 +6,7 @@ import shutil
 
 import pytest
 
-from chatbot.index import build_index
-from tests.appserver import AppServer
-from tests.conftest import CORPUS, make_settings
+from tests.conftest import served_app
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PASSWORD = "correct horse battery staple"
@@ -18,10 +16,7 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, embedder):
-    root = tmp_path_factory.mktemp("app")
-    shutil.copytree(CORPUS, root / "corpus")
-    build_index(make_settings(root), embedder)
-    srv = AppServer(root).wait()
+    srv = served_app(tmp_path_factory, embedder, "app")
     yield srv
     srv.stop()
 
