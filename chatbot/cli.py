@@ -58,7 +58,18 @@ def index(
         fail(str(exc))
     except KeyboardInterrupt:
         fail("interrupted; the previous index is still in place", 130)
+    _audit_reindex(settings, summary)
     typer.echo(json.dumps(summary.as_dict()) if as_json else summary.line())
+
+
+def _audit_reindex(settings: Settings, summary) -> None:
+    """Re-index runs belong in the audit log; a missing accounts database must not fail the run."""
+    from chatbot.accounts import AccountError, Accounts
+
+    try:
+        Accounts(settings.db_url).record("reindex", "cli", summary=summary.line())
+    except AccountError as exc:
+        typer.echo(f"warning: re-index not written to the audit log ({exc})", err=True)
 
 
 def _run_index(settings: Settings, rebuild: bool):

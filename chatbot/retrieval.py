@@ -22,6 +22,8 @@ PUBLIC = "public"
 HCP = "hcp"
 
 STOPWORDS = set(["a", "an", "the", "and", "or", "of", "to", "in", "on", "at", "for", "with", "by", "from", "is", "are", "was", "were", "be", "been", "being", "it", "its", "this", "that", "these", "those", "what", "which", "who", "whom", "whose", "how", "why", "when", "where", "do", "does", "did", "can", "could", "should", "would", "may", "might", "will", "shall", "i", "me", "my", "we", "our", "you", "your", "he", "she", "they", "them", "their", "his", "her", "there", "here", "than", "then", "so", "if", "not", "no", "yes", "as", "about", "into", "also", "any", "some", "all", "more", "most", "other", "such", "only", "own", "same", "too", "very", "just", "over", "under", "again", "further", "once", "am", "has", "have", "had", "de", "het", "een", "en", "of", "van", "in", "op", "aan", "voor", "met", "door", "uit", "is", "zijn", "was", "waren", "wordt", "worden", "werd", "ben", "bent", "dit", "dat", "deze", "die", "wat", "welke", "wie", "hoe", "waarom", "wanneer", "waar", "doe", "doet", "kan", "kunnen", "zou", "zouden", "moet", "moeten", "mag", "ik", "mij", "mijn", "we", "wij", "ons", "onze", "u", "uw", "jij", "je", "jouw", "hij", "zij", "ze", "hun", "haar", "er", "hier", "dan", "als", "niet", "geen", "ja", "ook", "nog", "al", "meer", "meest", "andere", "zo"])
+STOPWORDS |= set("""krijgen krijgt hebben heeft gaan gaat komen komt willen wil weten zeggen maken doen vertel
+gebeurt get gets getting got happen happens tell""".split())
 SYNONYMS = {
     "tumor": "tumour", "tumors": "tumour", "tumours": "tumour", "kids": "child", "kid": "child",
     "children": "child", "childhood": "child", "kinderen": "kind", "tumoren": "tumor",
@@ -49,6 +51,8 @@ def expand(query: str) -> str:
     """The query with the plain meaning of a few ambiguous question forms spelled out."""
     extra = [words for rx, words in EXPANSIONS if rx.search(query)]
     return f"{query} {' '.join(extra)}" if extra else query
+
+
 # Dutch clinical terms with their English equivalents, for searching English texts with a Dutch question.
 NL_EN = {
     "dosis": "dose", "dosering": "dose", "volwassenen": "adults", "volwassene": "adult",
@@ -110,7 +114,8 @@ class Snapshot:
         self.chunks = generation.chunks
         self.by_id = {c.id: i for i, c in enumerate(self.chunks)}
         self.chunk_emb = generation.chunk_embeddings
-        self.audience = np.array([c.audience for c in self.chunks])
+        audience = np.array([c.audience for c in self.chunks])
+        self.emb_by_audience = {a: self.chunk_emb[audience == a] for a in (PUBLIC, HCP)}
         self.counts: dict[tuple[str, str], int] = {}
         for c in self.chunks:
             self.counts[(c.audience, c.language)] = self.counts.get((c.audience, c.language), 0) + 1
@@ -131,11 +136,10 @@ class Snapshot:
 
     def best_similarity(self, q: np.ndarray) -> dict[str, float]:
         """Best cosine of the query against public and against HCP chunks (for policy only)."""
-        sims = self.chunk_emb @ q if len(self.chunks) else np.zeros(0)
         out = {}
         for aud in (PUBLIC, HCP):
-            mask = self.audience == aud
-            out[aud] = float(sims[mask].max()) if mask.any() else 0.0
+            emb = self.emb_by_audience[aud]
+            out[aud] = float((emb @ q).max()) if len(emb) else 0.0
         return out
 
     def sentences_of(self, chunk_id: str) -> list[int]:

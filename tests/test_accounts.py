@@ -284,3 +284,12 @@ def test_database_unavailable_is_a_clear_error(tmp_path):
     blocker.write_text("x")
     with pytest.raises(StorageUnavailable, match="unavailable"):
         Accounts(f"sqlite:///{blocker}/accounts.sqlite3")
+
+
+def test_feedback_is_anonymous_and_summarised(accounts):
+    accounts.add_feedback("What is TRK fusion cancer?", "answer", True)
+    accounts.add_feedback("Is it contagious?", "no_answer", False)
+    accounts.add_feedback("Is it contagious?", "no_answer", False)
+    summary = accounts.feedback_summary()
+    assert summary["by_kind"] == {"answer": {"likes": 1, "dislikes": 0}, "no_answer": {"likes": 0, "dislikes": 2}}
+    assert summary["most_disliked"] == [("Is it contagious?", 2)]

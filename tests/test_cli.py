@@ -43,6 +43,7 @@ def test_second_index_run_is_a_noop(dirs):
     summary = json.loads(proc.stdout)
     assert (summary["added"], summary["updated"], summary["removed"], summary["chunks_embedded"]) == (0, 0, 0, 0)
     assert "0 added, 0 updated, 0 removed" in run(["index"], dirs).stdout
+    assert run(["audit"], dirs).stdout.count("\treindex\tactor=cli\t") >= 3  # every run is audited
 
 
 def test_check_reports_the_bad_file_and_field(dirs, tmp_path):
