@@ -88,6 +88,7 @@ class Engine:
         self._snapshot: Snapshot | None = None
         self._checked = 0.0
         self._lock = threading.Lock()
+        self._fixed: dict[str, object] = {}
 
     # index generations ---------------------------------------------------------------------
     def snapshot(self, force: bool = False) -> Snapshot:
@@ -181,7 +182,9 @@ class Engine:
         try:
             snap = self.snapshot()
             query = AE_QUERY[lang]
-            qv = self.embedder.encode_query(query)
+            qv = self._fixed.get(query)
+            if qv is None:  # a fixed query: embed it once, not on every report
+                qv = self._fixed[query] = self.embedder.encode_query(query)
             hits = self.retriever.search(snap, query, qv, PUBLIC, lang, timings)
             picked = self._pick(snap, hits, query, qv, limit=3)
             if picked:
