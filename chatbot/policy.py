@@ -10,7 +10,6 @@ import base64
 import binascii
 import re
 import unicodedata
-from dataclasses import dataclass
 
 INVALID = "invalid"
 ADVERSE_EVENT = "adverse_event"
@@ -125,11 +124,6 @@ ADVICE_RX = _rx(
     r"\bgeschikt voor (mij|mijn|ons)\b", r"\bin my (case|situation)\b", r"\bmijn situatie\b",
 )
 
-INJECTION = _rx(r"ignore (all |any )?(previous|prior|above|earlier|your)", r"disregard", r"\bsystem\s*:",
-                r"you are now", r"developer mode", r"\bjailbreak", r"pretend", r"role[- ]?play",
-                r"i am an? (verified )?(doctor|physician|oncologist|hcp|pharmacist|nurse)",
-                r"ik ben (een )?(arts|dokter|oncoloog|apotheker)", r"negeer", r"\bhcp\s*=\s*true")
-
 NL_WORDS = set(["de", "het", "een", "en", "is", "van", "wat", "hoe", "wordt", "worden", "ik", "mijn", "bij", "voor", "niet", "zijn", "kan", "welke", "waarom", "wanneer", "waar", "ook", "met", "op", "die", "dat", "er", "heb", "heeft", "kinderen", "volwassenen", "behandeling", "kanker", "ziekte", "arts", "geneesmiddel", "bijwerking", "sinds", "gebruik", "moet", "zou", "mag", "u", "uw", "je", "jij", "erfelijk", "vastgesteld", "komt"])
 EN_WORDS = set(["the", "a", "an", "and", "is", "of", "what", "how", "does", "do", "i", "my", "for", "not", "are", "can", "which", "why", "when", "where", "also", "with", "on", "that", "there", "have", "has", "children", "adults", "treatment", "cancer", "disease", "doctor", "medicine", "side", "effect", "since", "taking", "should", "could", "you", "your", "it", "is", "inherited", "diagnosed"])
 
@@ -195,12 +189,6 @@ def _any(pattern: re.Pattern, texts: list[str]) -> bool:
     return any(pattern.search(t) for t in texts)
 
 
-@dataclass
-class Decision:
-    kind: str | None  # None: answer from retrieval (answer / no_answer decided after composing)
-    reason: str = ""
-
-
 def is_adverse_event(text: str) -> bool:
     return bool(SYMPTOM.search(text) and SUBJECT.search(text) and ONSET.search(text))
 
@@ -243,6 +231,3 @@ def in_domain(texts: list[str]) -> bool:
 def wants_advice(text: str) -> bool:
     return bool(ADVICE_RX.search(text))
 
-
-def has_injection(text: str) -> bool:
-    return bool(INJECTION.search(text))
