@@ -235,6 +235,8 @@ class Engine:
         limit = limit or self.settings.max_sentences
         q_tokens = set(tokenize(query))
         specific = {t for t in q_tokens if t not in GENERIC} or q_tokens
+        if not specific:
+            return []  # no word to match ("กก'", punctuation): nothing can be said to answer it
         wants_questions = bool(_ASKING.search(query))
         asked_drugs = policy.drugs_in(query)
         # dense similarity is weaker outside English, so lexical evidence weighs more there

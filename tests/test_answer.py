@@ -36,6 +36,12 @@ def test_answer_is_composed_from_cited_corpus_sentences(engine, chunks):
     assert reply.timings["total_ms"] > 0 and reply.generation
 
 
+@pytest.mark.parametrize("q", ["กก'", "???", "'", "…"])
+def test_questions_without_words_get_a_reply(engine, q):
+    reply = engine.ask(q)
+    assert reply.kind in ("no_answer", "out_of_scope") and reply.answer
+
+
 def test_invalid_questions(engine):
     for q in ["", "   \n\t", "\x00\x01"]:
         assert engine.ask(q).kind == "invalid"

@@ -184,7 +184,8 @@ def test_registration_and_sign_in_fuzzing(tmp_path):
     accounts = Accounts(f"sqlite:///{tmp_path / 'fuzz.sqlite3'}")
     seen = {"attempts": 0, "accepted": 0}
 
-    @hsettings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @hsettings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
+               database=None)
     @given(name=FIELD_TEXT, email=FIELD_TEXT, prof=st.sampled_from(["physician", "other", "x", ""]),
            country=FIELD_TEXT, number=FIELD_TEXT, password=FIELD_TEXT)
     def check(name, email, prof, country, number, password):
@@ -392,7 +393,7 @@ def test_sixteen_clients_during_a_reindex(server):
 
 
 # --- chat input fuzzing --------------------------------------------------------------------------
-@hsettings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@hsettings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None)
 @given(q=st.one_of(st.text(max_size=3000), st.text(alphabet=st.characters(codec="utf-8"), max_size=200),
                    st.sampled_from(["x" * 100_000, "\x00" * 50, "<script>alert(1)</script>TRK?",
                                     "<img src=x onerror=alert(1)> What is TRK fusion cancer?",
