@@ -150,7 +150,7 @@ class Engine:
         t = time.perf_counter()
         qv = self.embedder.encode_query(query)
         timings["embed_ms"] = (time.perf_counter() - t) * 1000
-        sims = snap.best_similarity(qv)
+        sims = self.retriever.best_similarity(snap, qv)
 
         if not policy.in_domain(context) and max(sims.values()) < self.settings.out_of_scope_score:
             return Reply(policy.OUT_OF_SCOPE, msg(lang, "out_of_scope"), language=lang, generation=snap.name)

@@ -20,6 +20,7 @@ from chatbot.index import Generation, IndexUnavailable, Store
 
 PUBLIC = "public"
 HCP = "hcp"
+BRUTE_FORCE_LIMIT = 20_000
 
 STOPWORDS = set(["a", "an", "the", "and", "or", "of", "to", "in", "on", "at", "for", "with", "by", "from", "is", "are", "was", "were", "be", "been", "being", "it", "its", "this", "that", "these", "those", "what", "which", "who", "whom", "whose", "how", "why", "when", "where", "do", "does", "did", "can", "could", "should", "would", "may", "might", "will", "shall", "i", "me", "my", "we", "our", "you", "your", "he", "she", "they", "them", "their", "his", "her", "there", "here", "than", "then", "so", "if", "not", "no", "yes", "as", "about", "into", "also", "any", "some", "all", "more", "most", "other", "such", "only", "own", "same", "too", "very", "just", "over", "under", "again", "further", "once", "am", "has", "have", "had", "de", "het", "een", "en", "of", "van", "in", "op", "aan", "voor", "met", "door", "uit", "is", "zijn", "was", "waren", "wordt", "worden", "werd", "ben", "bent", "dit", "dat", "deze", "die", "wat", "welke", "wie", "hoe", "waarom", "wanneer", "waar", "doe", "doet", "kan", "kunnen", "zou", "zouden", "moet", "moeten", "mag", "ik", "mij", "mijn", "we", "wij", "ons", "onze", "u", "uw", "jij", "je", "jouw", "hij", "zij", "ze", "hun", "haar", "er", "hier", "dan", "als", "niet", "geen", "ja", "ook", "nog", "al", "meer", "meest", "andere", "zo"])
 STOPWORDS |= set("""krijgen krijgt hebben heeft gaan gaat komen komt willen wil weten zeggen maken doen vertel
@@ -185,6 +186,23 @@ class Retriever:
             raise IndexUnavailable(f"vector search failed ({exc})") from exc
         found.sort(key=lambda kv: -kv[1])
         return found[:n]
+
+    def best_similarity(self, snapshot: Snapshot, q: np.ndarray) -> dict[str, float]:
+        """Best cosine per audience (for policy only). Exact over a small corpus; past
+        BRUTE_FORCE_LIMIT chunks the full scan costs more than one HNSW query per partition."""
+        if len(snapshot.chunks) <= BRUTE_FORCE_LIMIT:
+            return snapshot.best_similarity(q)
+        out = {PUBLIC: 0.0, HCP: 0.0}
+        try:
+            cols = self._partitions(snapshot)
+            for audience, language in snapshot.counts:
+                res = cols[(audience, language)].query(query_embeddings=[q], n_results=1, include=["distances"])
+                if res["distances"][0]:
+                    out[audience] = max(out[audience], 1.0 - float(res["distances"][0][0]))
+        except Exception as exc:
+            self._collections = {}
+            raise IndexUnavailable(f"vector search failed ({exc})") from exc
+        return out
 
     def lexical(self, snapshot: Snapshot, query: str, scope: str, language: str | None, n: int):
         model, rows = snapshot.bm25[scope]

@@ -60,3 +60,17 @@ def test_public_searches_open_only_public_collections(built):
         assert all(m["audience"] == audience and m["language"] == language for m in metas)
         if audience == "public":
             assert metas  # both languages have public texts
+
+
+def test_best_similarity_by_hnsw_matches_the_exact_scan(engine, monkeypatch):
+    import chatbot.retrieval as retrieval
+
+    snap = engine.snapshot()
+    for q in ["What is TRK fusion cancer?", "larotrectinib dose", "resistance mutations"]:
+        qv = engine.embedder.encode_query(q)
+        exact = engine.retriever.best_similarity(snap, qv)
+        monkeypatch.setattr(retrieval, "BRUTE_FORCE_LIMIT", 0)
+        approx = engine.retriever.best_similarity(snap, qv)
+        monkeypatch.setattr(retrieval, "BRUTE_FORCE_LIMIT", 20_000)
+        assert exact.keys() == approx.keys()
+        assert all(abs(exact[k] - approx[k]) < 1e-3 for k in exact)
