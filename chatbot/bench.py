@@ -134,21 +134,17 @@ def pad_generation(store: Store, source_gen: str, target: int, seed: int = 7) ->
     rng = np.random.default_rng(seed)
     vocab = sorted({w for c in gen.chunks for w in c.text.split() if w.isalpha()})
     real = [(c, gen.chunk_embeddings[i]) for i, c in enumerate(gen.chunks)]
-    sent_rows: dict[str, list[int]] = {}
-    for i, (cid, _, _) in enumerate(gen.sentences):
-        sent_rows.setdefault(cid, []).append(i)
+    sent_rows = gen.sentence_rows()
     batch = 4000
     n_synth = max(0, target - len(real))
     for start in range(0, max(n_synth, len(real)), batch):
-        part, embs = [], []
-        s_ids, s_docs, s_metas, s_embs = [], [], [], []
+        part, embs, sents = [], [], []
         if start == 0:
             for c, e in real:
                 part.append(c), embs.append(e)
                 for j in sent_rows.get(c.id, []):
                     _, k, s = gen.sentences[j]
-                    s_ids.append(f"{c.id}#{k}"), s_docs.append(s), s_embs.append(gen.sentence_embeddings[j])
-                    s_metas.append({"chunk_id": c.id, "i": k, "audience": c.audience, "language": c.language})
+                    sents.append((c, k, s, gen.sentence_embeddings[j]))
         count = min(batch, n_synth - start)
         if count > 0:
             vecs = rng.normal(size=(count, gen.chunk_embeddings.shape[1])).astype(np.float32)
@@ -160,11 +156,10 @@ def pad_generation(store: Store, source_gen: str, target: int, seed: int = 7) ->
                 c = Chunk(f"synthetic-{start + n}", f"synthetic-{(start + n) // 10}", "Synthetic", "Padding",
                           aud, "en", "[]", text, n % 10)
                 part.append(c), embs.append(vecs[n])
-                s_ids.append(f"{c.id}#0"), s_docs.append(text), s_embs.append(vecs[n])
-                s_metas.append({"chunk_id": c.id, "i": 0, "audience": aud, "language": "en"})
+                sents.append((c, 0, text, vecs[n]))
         if part:
             store.add_chunks(chunk_cols, part, embs)
-            sents_col.add(ids=s_ids, documents=s_docs, metadatas=s_metas, embeddings=np.asarray(s_embs))
+            store.add_sentences(sents_col, sents)
     return name
 
 

@@ -58,6 +58,13 @@ class Generation:
     sentences: list[tuple[str, int, str]]  # (chunk_id, index in chunk, sentence text)
     sentence_embeddings: np.ndarray
 
+    def sentence_rows(self) -> dict[str, list[int]]:
+        """Row numbers of each chunk's sentences, in order."""
+        rows: dict[str, list[int]] = {}
+        for row, (cid, _, _) in enumerate(self.sentences):
+            rows.setdefault(cid, []).append(row)
+        return rows
+
 
 class Store:
     """Access to the generations and the pointer in one Chroma client."""
@@ -115,6 +122,16 @@ class Store:
             cols[key].add(ids=[c.id for c in part], documents=[c.text for c in part],
                           metadatas=[c.metadata() for c in part],
                           embeddings=np.asarray([embeddings[i] for i in rows], dtype=np.float32))
+
+    @staticmethod
+    def add_sentences(col, rows: list[tuple[Chunk, int, str, object]]) -> None:
+        """Store (chunk, index in chunk, sentence, vector) rows; ids are ``chunk_id#index``."""
+        if not rows:
+            return
+        col.add(ids=[f"{c.id}#{i}" for c, i, _, _ in rows], documents=[s for _, _, s, _ in rows],
+                metadatas=[{"chunk_id": c.id, "i": i, "audience": c.audience, "language": c.language}
+                           for c, i, _, _ in rows],
+                embeddings=np.asarray([e for _, _, _, e in rows], dtype=np.float32))
 
     def sentence_collection_name(self, gen: str) -> str:
         return f"{self.prefix}_sents_{gen}"
@@ -331,10 +348,7 @@ def _open_for_writing(settings: Settings, rebuild: bool) -> Store:
 def _write_generation(store: Store, gen: str, chunks: list[Chunk], old_gen: Generation | None,
                       embedder, report: Progress, summary: IndexSummary) -> None:
     old_rows = {c.id: i for i, c in enumerate(old_gen.chunks)} if old_gen else {}
-    old_sents: dict[str, list[int]] = {}
-    if old_gen:
-        for i, (cid, _, _) in enumerate(old_gen.sentences):
-            old_sents.setdefault(cid, []).append(i)
+    old_sents = old_gen.sentence_rows() if old_gen else {}
     chunk_cols = store.chunk_collections(gen, create=True)
     sent_col = store.collection(store.sentence_collection_name(gen), create=True)
     batch = min(256, store.client.get_max_batch_size())
@@ -348,25 +362,15 @@ def _write_generation(store: Store, gen: str, chunks: list[Chunk], old_gen: Gene
         fresh_sents = [(c, i, s) for c in fresh for i, s in enumerate(split_sentences(c.text))]
         fresh_sent_emb = embedder.encode([c.sentence_embed_text(s) for c, _, s in fresh_sents])
         emb_by_id = {c.id: fresh_emb[i] for i, c in enumerate(fresh)}
-        sent_ids, sent_docs, sent_meta, sent_embs = [], [], [], []
-        for n, (c, i, s) in enumerate(fresh_sents):
-            sent_ids.append(f"{c.id}#{i}")
-            sent_docs.append(s)
-            sent_meta.append({"chunk_id": c.id, "i": i, "audience": c.audience, "language": c.language})
-            sent_embs.append(fresh_sent_emb[n])
+        sent_rows = [(c, i, s, fresh_sent_emb[n]) for n, (c, i, s) in enumerate(fresh_sents)]
         for c in part:
             if c.id in old_rows:
                 emb_by_id[c.id] = old_gen.chunk_embeddings[old_rows[c.id]]
                 for j in old_sents.get(c.id, []):
                     _, i, s = old_gen.sentences[j]
-                    sent_ids.append(f"{c.id}#{i}")
-                    sent_docs.append(s)
-                    sent_meta.append({"chunk_id": c.id, "i": i, "audience": c.audience, "language": c.language})
-                    sent_embs.append(old_gen.sentence_embeddings[j])
+                    sent_rows.append((c, i, s, old_gen.sentence_embeddings[j]))
         store.add_chunks(chunk_cols, part, [emb_by_id[c.id] for c in part])
-        if sent_ids:
-            sent_col.add(ids=sent_ids, documents=sent_docs, metadatas=sent_meta,
-                         embeddings=np.asarray(sent_embs, dtype=np.float32))
+        store.add_sentences(sent_col, sent_rows)
         summary.chunks_embedded += len(fresh)
         summary.chunks_copied += len(part) - len(fresh)
         done += len(part)

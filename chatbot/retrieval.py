@@ -120,9 +120,7 @@ class Snapshot:
         self.counts: dict[tuple[str, str], int] = {}
         for c in self.chunks:
             self.counts[(c.audience, c.language)] = self.counts.get((c.audience, c.language), 0) + 1
-        self.sent_rows: dict[str, list[int]] = {}
-        for row, (cid, _, _) in enumerate(generation.sentences):
-            self.sent_rows.setdefault(cid, []).append(row)
+        self.sent_rows = generation.sentence_rows()
         self.sentences = [s for _, _, s in generation.sentences]
         self.sent_emb = generation.sentence_embeddings
         self.bm25: dict[str, tuple[bm25s.BM25 | None, list[int]]] = {}
