@@ -17,7 +17,10 @@ from chatbot.messages import AE_QUERY, msg
 from chatbot.retrieval import HCP, PUBLIC, Hit, Retriever, Snapshot, expand, glossed, tokenize
 
 ROLES = (PUBLIC, HCP)
-GENERIC = set(["trk", "ntrk", "fusion", "cancer", "kanker", "tumour", "tumor", "gene", "gen", "fusiekanker", "trk-fusiekanker", "ntrk-gene", "ntrk-genfusie", "get", "only", "tell", "know", "please", "explain", "mean", "means", "kind", "type", "people", "someone", "thing", "about", "give", "information", "info", "weten", "vertel", "uitleg", "iemand", "mensen", "soort", "graag", "does", "happen", "treat", "behandel", "diagnos", "test", "doctor", "arts", "patient", "patiënt", "body", "lichaam"])
+GENERIC = set("""trk ntrk fusion cancer kanker tumour tumor gene gen fusiekanker trk-fusiekanker ntrk-gene
+ntrk-genfusie get only tell know please explain mean means kind type people someone thing about
+give information info weten vertel uitleg iemand mensen soort graag does happen treat behandel
+diagnos test doctor arts patient patiënt body lichaam""".split())
 _DIGIT = re.compile(r"\d")
 _ASKING = re.compile(r"\b(ask|questions?|vragen|vraag)\b", re.IGNORECASE)
 

@@ -124,8 +124,12 @@ ADVICE_RX = _rx(
     r"\bgeschikt voor (mij|mijn|ons)\b", r"\bin my (case|situation)\b", r"\bmijn situatie\b",
 )
 
-NL_WORDS = set(["de", "het", "een", "en", "is", "van", "wat", "hoe", "wordt", "worden", "ik", "mijn", "bij", "voor", "niet", "zijn", "kan", "welke", "waarom", "wanneer", "waar", "ook", "met", "op", "die", "dat", "er", "heb", "heeft", "kinderen", "volwassenen", "behandeling", "kanker", "ziekte", "arts", "geneesmiddel", "bijwerking", "sinds", "gebruik", "moet", "zou", "mag", "u", "uw", "je", "jij", "erfelijk", "vastgesteld", "komt"])
-EN_WORDS = set(["the", "a", "an", "and", "is", "of", "what", "how", "does", "do", "i", "my", "for", "not", "are", "can", "which", "why", "when", "where", "also", "with", "on", "that", "there", "have", "has", "children", "adults", "treatment", "cancer", "disease", "doctor", "medicine", "side", "effect", "since", "taking", "should", "could", "you", "your", "it", "is", "inherited", "diagnosed"])
+NL_WORDS = set("""de het een en is van wat hoe wordt worden ik mijn bij voor niet zijn kan welke waarom wanneer
+waar ook met op die dat er heb heeft kinderen volwassenen behandeling kanker ziekte arts
+geneesmiddel bijwerking sinds gebruik moet zou mag u uw je jij erfelijk vastgesteld komt""".split())
+EN_WORDS = set("""the a an and is of what how does do i my for not are can which why when where also with on that
+there have has children adults treatment cancer disease doctor medicine side effect since taking
+should could you your it is inherited diagnosed""".split())
 
 _DELEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"})
 _B64 = re.compile(r"[A-Za-z0-9+/]{12,}={0,2}")

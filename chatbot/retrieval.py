@@ -22,7 +22,14 @@ PUBLIC = "public"
 HCP = "hcp"
 BRUTE_FORCE_LIMIT = 20_000
 
-STOPWORDS = set(["a", "an", "the", "and", "or", "of", "to", "in", "on", "at", "for", "with", "by", "from", "is", "are", "was", "were", "be", "been", "being", "it", "its", "this", "that", "these", "those", "what", "which", "who", "whom", "whose", "how", "why", "when", "where", "do", "does", "did", "can", "could", "should", "would", "may", "might", "will", "shall", "i", "me", "my", "we", "our", "you", "your", "he", "she", "they", "them", "their", "his", "her", "there", "here", "than", "then", "so", "if", "not", "no", "yes", "as", "about", "into", "also", "any", "some", "all", "more", "most", "other", "such", "only", "own", "same", "too", "very", "just", "over", "under", "again", "further", "once", "am", "has", "have", "had", "de", "het", "een", "en", "of", "van", "in", "op", "aan", "voor", "met", "door", "uit", "is", "zijn", "was", "waren", "wordt", "worden", "werd", "ben", "bent", "dit", "dat", "deze", "die", "wat", "welke", "wie", "hoe", "waarom", "wanneer", "waar", "doe", "doet", "kan", "kunnen", "zou", "zouden", "moet", "moeten", "mag", "ik", "mij", "mijn", "we", "wij", "ons", "onze", "u", "uw", "jij", "je", "jouw", "hij", "zij", "ze", "hun", "haar", "er", "hier", "dan", "als", "niet", "geen", "ja", "ook", "nog", "al", "meer", "meest", "andere", "zo"])
+STOPWORDS = set("""a an the and or of to in on at for with by from is are was were be been being it its this that
+these those what which who whom whose how why when where do does did can could should would may
+might will shall i me my we our you your he she they them their his her there here than then so
+if not no yes as about into also any some all more most other such only own same too very just
+over under again further once am has have had de het een en of van in op aan voor met door uit
+is zijn was waren wordt worden werd ben bent dit dat deze die wat welke wie hoe waarom wanneer
+waar doe doet kan kunnen zou zouden moet moeten mag ik mij mijn we wij ons onze u uw jij je jouw
+hij zij ze hun haar er hier dan als niet geen ja ook nog al meer meest andere zo""".split())
 STOPWORDS |= set("""krijgen krijgt hebben heeft gaan gaat komen komt willen wil weten zeggen maken doen vertel
 gebeurt get gets getting got happen happens tell""".split())
 SYNONYMS = {
