@@ -176,7 +176,7 @@ class _FixedStore(Store):
 
 def run(settings: Settings, repeat: int = 5, sizes: tuple[int, ...] = (10_000, 100_000),
         with_baseline: bool = True, log=print) -> dict:
-    from chatbot.embedding import MiniLMEmbeddings
+    from chatbot.embedding import load_embedder
 
     questions = load_gold(DEV)
     out: dict = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}}
@@ -184,7 +184,7 @@ def run(settings: Settings, repeat: int = 5, sizes: tuple[int, ...] = (10_000, 1
     try:
         ours = _settings_in(settings, root)
         t = time.perf_counter()
-        embedder = MiniLMEmbeddings(settings.model_path, settings.embed_batch_size, settings.torch_threads)
+        embedder = load_embedder(settings)
         out["model_load_s"] = round(time.perf_counter() - t, 2)
         log("building the index ...")
         full = build_index(ours, embedder)

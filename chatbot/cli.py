@@ -22,9 +22,9 @@ def fail(message: str, code: int = 1) -> None:
 
 
 def _embedder(settings: Settings):
-    from chatbot.embedding import MiniLMEmbeddings
+    from chatbot.embedding import load_embedder
 
-    return MiniLMEmbeddings(settings.model_path, settings.embed_batch_size, settings.torch_threads)
+    return load_embedder(settings)
 
 
 def _engine(settings: Settings):

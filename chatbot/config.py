@@ -32,8 +32,10 @@ class Settings(BaseSettings):
     model_path: Path | None = Field(
         default=None, description="sentence-transformers model dir; the packaged MiniLM if unset"
     )
+    embed_backend: str = Field(default="onnx", description="onnx (onnxruntime, default) or torch (sentence-transformers)")
+    embed_cache_dir: Path = PROJECT_ROOT / ".cache" / "onnx"
     embed_batch_size: int = 32
-    torch_threads: int = 0
+    embed_threads: int = Field(default=0, description="CPU threads for embedding; 0 = up to 2")
 
     chunk_size: int = 900
     chunk_overlap: int = 0

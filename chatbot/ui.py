@@ -401,10 +401,10 @@ def build(app: App, browser_secret: str | None = None) -> gr.Blocks:
 
 
 def create(settings: Settings | None = None, embedder=None) -> tuple[App, gr.Blocks]:
-    from chatbot.embedding import MiniLMEmbeddings
+    from chatbot.embedding import load_embedder
 
     settings = settings or Settings()
-    embedder = embedder or MiniLMEmbeddings(settings.model_path, settings.embed_batch_size, settings.torch_threads)
+    embedder = embedder or load_embedder(settings)
     engine = Engine(settings, embedder)
     try:
         accounts = Accounts(settings.db_url)
