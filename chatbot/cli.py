@@ -199,7 +199,7 @@ def bench(
 def load(
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
     clients: str = typer.Option("1,8,32", "--clients", help="Concurrency levels."),
-    requests: int = typer.Option(200, "--requests", help="Answers per level at most."),
+    requests: int = typer.Option(500, "--requests", help="Answers per level at most."),
     seconds: float = typer.Option(60.0, "--seconds", help="Seconds per level at most."),
 ) -> None:
     """Start the app and drive its `ask` endpoint with concurrent clients (loopback only)."""

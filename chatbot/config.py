@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     browser_secret: str | None = Field(
         default=None, description="key for the session token kept in the browser; share it across replicas"
     )
+    ask_concurrency: int = Field(default=32, description="answers computed at once by one app process")
     host: str = "127.0.0.1"
     port: int = 7860
 

@@ -1,0 +1,42 @@
+"""The benchmark and the load generator run end to end and report what they claim (figures are
+printed by `make bench` / `make load`; no timing is asserted here)."""
+
+from __future__ import annotations
+
+import pytest
+
+from chatbot import bench
+from tests.conftest import CORPUS, make_settings
+
+
+@pytest.mark.slow
+def test_bench_reports_every_figure_and_the_baseline(tmp_path):
+    settings = make_settings(tmp_path, corpus=CORPUS)
+    result = bench.run(settings, repeat=1, sizes=(600,), log=lambda *_: None)
+    assert result["index"]["chunks"] == 92 and result["index"]["build_s"] > 0
+    assert 0 < result["index"]["noop_reindex_s"] < result["index"]["build_s"]
+    assert result["cold_start_s"] > 0 and result["peak_rss_mb"] > 0
+    for stage in bench.STAGES:
+        assert result["stages"][stage]["n"] > 0, stage
+        assert result["stages"][stage]["p50"] <= result["stages"][stage]["p95"]
+    # our retrieval finds the key facts and never shows a public caller an HCP passage
+    assert result["retrieval"]["key_fact_hit_rate"] >= 0.9
+    assert result["retrieval"]["public_hcp_leaks"] == 0
+    base = result["baseline"]
+    assert base["chunks"] > 0 and base["question_ms"]["n"] > 0
+    assert base["public_hcp_leaks"] > 0  # the tutorial pipeline has no access boundary
+    assert result["ratios"]["index_build"] == pytest.approx(result["index"]["build_s"] / base["build_s"], rel=0.01)
+    assert result["growth"]["600"]["total_ms"]["n"] > 0
+    text = bench.table(result)
+    assert "baseline" in text and "growth     600 chunks" in text
+
+
+@pytest.mark.slow
+def test_load_drives_the_app_with_concurrent_gradio_clients(built):
+    settings, _ = built
+    result = bench.load_test(settings, clients=(1, 3), requests=12, seconds=60, log=lambda *_: None)
+    for level in ("1", "3"):
+        assert result[level]["answers"] == 12 and result[level]["errors"] == 0
+        assert 0 < result[level]["p50"] <= result[level]["p95"] <= result[level]["p99"]
+    assert result["app_peak_rss_mb"] > 100
+    assert "app peak RSS" in bench.load_table(result)
