@@ -368,6 +368,8 @@ def _drive(url: str, questions: list[dict], n: int, requests: int, seconds: floa
     for th in threads:
         th.join()
     wall = time.perf_counter() - t0
+    for client in clients:  # idle clients keep a heartbeat stream open: not carried into the next level
+        client.close()
     return {"answers": len(latencies), "answers_per_s": round(len(latencies) / wall, 1), **_pct(latencies),
             "errors": errors[0]}
 
