@@ -175,7 +175,7 @@ class _FixedStore(Store):
         return self._gen
 
 
-def run(settings: Settings, repeat: int = 5, sizes: tuple[int, ...] = (10_000, 100_000),
+def run(settings: Settings, repeat: int = 5, sizes: tuple[int, ...] = (1_000, 10_000, 100_000),
         with_baseline: bool = True, log=print) -> dict:
     from chatbot.embedding import load_embedder
 

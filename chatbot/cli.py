@@ -183,7 +183,7 @@ def eval_cmd(
 def bench(
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
     repeat: int = typer.Option(5, "--repeat", help="Times the dev set is asked per measurement."),
-    sizes: str = typer.Option("10000,100000", "--sizes", help="Padded corpus sizes for growth ('' to skip)."),
+    sizes: str = typer.Option("1000,10000,100000", "--sizes", help="Padded corpus sizes for growth ('' to skip)."),
     no_baseline: bool = typer.Option(False, "--no-baseline", help="Skip the plain LangChain baseline."),
 ) -> None:
     """Measure cold start, per-stage latency, index build, memory, the baseline and growth."""
