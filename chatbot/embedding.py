@@ -26,11 +26,12 @@ from pathlib import Path
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
+from chatbot.config import ONNX_CACHE
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 BACKENDS = ("onnx", "torch")
-DEFAULT_CACHE = Path(__file__).resolve().parent.parent / ".cache" / "onnx"
 EXPORT_VERSION = "1"  # bump when the exported graph changes
 ONNX_BATCH = 4  # sequences per run, grouped by length: least padding (measured 1/4/8/16 here)
 
@@ -112,7 +113,7 @@ class MiniLMEmbeddings(Embeddings):
         if backend == "torch":
             self._init_torch(threads)
         else:
-            self._init_onnx(Path(cache_dir) if cache_dir else DEFAULT_CACHE)
+            self._init_onnx(Path(cache_dir) if cache_dir else ONNX_CACHE)
 
     # -- torch (sentence-transformers) ---------------------------------------------------------
     def _init_torch(self, threads: int) -> None:
@@ -184,16 +185,18 @@ class MiniLMEmbeddings(Embeddings):
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
         batches = [order[i:i + ONNX_BATCH] for i in range(0, len(order), ONNX_BATCH)]
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        if len(batches) == 1 or len(self._bulk) == 1:
-            for rows in batches:
-                out[rows] = self._run(self.session, [encodings[i] for i in rows])
-            return out
-        sessions = self._bulk
-        with ThreadPoolExecutor(len(sessions)) as pool:  # onnxruntime releases the GIL
-            parts = pool.map(lambda n: self._run(sessions[n % len(sessions)], [encodings[i] for i in batches[n]]),
-                             range(len(batches)))
-            for rows, vecs in zip(batches, parts):
-                out[rows] = vecs
+        sessions = self._bulk if len(batches) > 1 else [self.session]
+
+        def run(n: int) -> np.ndarray:
+            return self._run(sessions[n % len(sessions)], [encodings[i] for i in batches[n]])
+
+        if len(sessions) == 1:
+            parts = list(map(run, range(len(batches))))
+        else:
+            with ThreadPoolExecutor(len(sessions)) as pool:  # onnxruntime releases the GIL
+                parts = list(pool.map(run, range(len(batches))))
+        for rows, vecs in zip(batches, parts):
+            out[rows] = vecs
         return out
 
     # -- the interface -------------------------------------------------------------------------------
