@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import resource
@@ -275,7 +276,6 @@ def load_test(settings: Settings, clients: tuple[int, ...] = (1, 8, 32), request
     """
     import urllib.request
 
-
     questions = [r for r in load_gold(DEV) if r["question"]]
     port = _free_port()
     env = {**os.environ, "TRK_PORT": str(port), "TRK_HOST": "127.0.0.1",
@@ -314,17 +314,16 @@ def _client(url: str):
     plain http on loopback. The load generator shares the server's two cores, so that cost would be
     counted against the server.
     """
-    import ssl
-
     from gradio_client import Client
 
-    global _SSL
-    if _SSL is None:
-        _SSL = ssl.create_default_context()
-    return Client(url, verbose=False, ssl_verify=_SSL)
+    return Client(url, verbose=False, ssl_verify=_ssl_context())
 
 
-_SSL = None
+@functools.cache
+def _ssl_context():
+    import ssl
+
+    return ssl.create_default_context()
 
 
 def _drive(url: str, questions: list[dict], n: int, requests: int, seconds: float) -> dict:
