@@ -253,12 +253,30 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
     import socket
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def wait_for_http(url: str, proc: subprocess.Popen, timeout: float, name: str) -> None:
+    """Return once `url` answers; raise if `proc` exits first or `timeout` seconds pass."""
+    import urllib.request
+
+    deadline = time.time() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            return
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited before answering on {url}") from None
+            if time.time() > deadline:
+                raise TimeoutError(f"{name} did not start on {url}") from None
+            time.sleep(0.3)
 
 
 def _vm_hwm_mb(pid: int) -> float:
@@ -274,10 +292,8 @@ def load_test(settings: Settings, clients: tuple[int, ...] = (1, 8, 32), request
 
     Each level stops after `requests` answers or `seconds`, whichever comes first.
     """
-    import urllib.request
-
     questions = [r for r in load_gold(DEV) if r["question"]]
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "TRK_PORT": str(port), "TRK_HOST": "127.0.0.1",
            "TRK_INDEX_DIR": str(settings.index_dir), "TRK_CORPUS_DIR": str(settings.corpus_dir),
            "TRK_DATA_DIR": str(settings.data_dir)}
@@ -286,15 +302,7 @@ def load_test(settings: Settings, clients: tuple[int, ...] = (1, 8, 32), request
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     out: dict = {}
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=2).close()
-                break
-            except OSError:
-                if time.time() > deadline or proc.poll() is not None:
-                    raise RuntimeError("the app did not start") from None
-                time.sleep(0.5)
+        wait_for_http(url, proc, 120, "the app")
         _client(url).predict("warm-up about TRK fusion cancer", [], "", api_name="/ask")
         for n in clients:
             log(f"load: {n} concurrent clients ...")

@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
+from chatbot.bench import free_port, wait_for_http
 from chatbot.config import PROJECT_ROOT
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class AppServer:
@@ -34,17 +26,11 @@ class AppServer:
                                      stdout=self.log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT)
 
     def wait(self, timeout: float = 120) -> AppServer:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"app exited: {(self.root / f'app-{self.port}.log').read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(self.url, timeout=2) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.5)
-        raise TimeoutError(f"app did not start on {self.url}")
+        try:
+            wait_for_http(self.url, self.proc, timeout, "app")
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}: {(self.root / f'app-{self.port}.log').read_text()[-2000:]}") from None
+        return self
 
     def cli(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "chatbot", *args], env=self.env, capture_output=True,

@@ -8,11 +8,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
-from tests.appserver import free_port
+from chatbot.bench import free_port, wait_for_http
 
 
 class ChromaServer:
@@ -26,16 +24,7 @@ class ChromaServer:
         self.proc = subprocess.Popen([str(chroma), "run", "--path", str(root / "chroma-data"), "--host",
                                       "127.0.0.1", "--port", str(self.port)], stdout=self.log,
                                      stderr=subprocess.STDOUT)
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.url}/api/v2/heartbeat", timeout=2):
-                    return
-            except OSError:
-                if self.proc.poll() is not None:
-                    raise RuntimeError("chroma run exited") from None
-                time.sleep(0.3)
-        raise TimeoutError("chroma server did not start")
+        wait_for_http(f"{self.url}/api/v2/heartbeat", self.proc, 60, "chroma run")
 
     def stop(self) -> None:
         self.proc.terminate()
