@@ -176,21 +176,26 @@ class Retriever:
         languages = [language] if language else list(LANGUAGES)
         return [(a, lang) for a in audiences for lang in languages]
 
-    def dense(self, snapshot: Snapshot, q: np.ndarray, scope: str, language: str | None, n: int):
-        found: list[tuple[str, float]] = []
+    def _nearest(self, snapshot: Snapshot, q: np.ndarray, keys, n: int) -> list[tuple[tuple, str, float]]:
+        """(partition, chunk id, cosine) of the n nearest chunks in each of the given partitions."""
+        found = []
         try:
             cols = self._partitions(snapshot)
-            for key in self.partitions(scope, language):
+            for key in keys:
                 if not snapshot.counts.get(key):
                     continue
                 res = cols[key].query(query_embeddings=[q], n_results=min(n, snapshot.counts[key]),
                                       include=["distances"])
-                found += [(cid, 1.0 - float(d)) for cid, d in zip(res["ids"][0], res["distances"][0])]
+                found += [(key, cid, 1.0 - float(d)) for cid, d in zip(res["ids"][0], res["distances"][0])]
         except Exception as exc:  # a store that vanished or broke mid-flight
             self._collections = {}
             raise IndexUnavailable(f"vector search failed ({exc})") from exc
-        found.sort(key=lambda kv: -kv[1])
-        return found[:n]
+        return found
+
+    def dense(self, snapshot: Snapshot, q: np.ndarray, scope: str, language: str | None, n: int):
+        found = self._nearest(snapshot, q, self.partitions(scope, language), n)
+        found.sort(key=lambda hit: -hit[2])
+        return [(cid, sim) for _, cid, sim in found[:n]]
 
     def best_similarity(self, snapshot: Snapshot, q: np.ndarray) -> dict[str, float]:
         """Best cosine per audience (for policy only). Exact over a small corpus; past
@@ -198,15 +203,8 @@ class Retriever:
         if len(snapshot.chunks) <= BRUTE_FORCE_LIMIT:
             return snapshot.best_similarity(q)
         out = {PUBLIC: 0.0, HCP: 0.0}
-        try:
-            cols = self._partitions(snapshot)
-            for audience, language in snapshot.counts:
-                res = cols[(audience, language)].query(query_embeddings=[q], n_results=1, include=["distances"])
-                if res["distances"][0]:
-                    out[audience] = max(out[audience], 1.0 - float(res["distances"][0][0]))
-        except Exception as exc:
-            self._collections = {}
-            raise IndexUnavailable(f"vector search failed ({exc})") from exc
+        for (audience, _), _, sim in self._nearest(snapshot, q, list(snapshot.counts), 1):
+            out[audience] = max(out[audience], sim)
         return out
 
     def lexical(self, snapshot: Snapshot, query: str, scope: str, language: str | None, n: int):
