@@ -13,6 +13,15 @@ CORPUS = PROJECT_ROOT / "corpus"
 DATA = Path(__file__).parent / "data"
 
 
+def corpus_size() -> tuple[int, int]:
+    """(documents, chunks) of the real corpus, split as the indexer splits it."""
+    from chatbot.chunking import chunk_corpus
+    from chatbot.corpus import load_corpus
+
+    docs = load_corpus(CORPUS)
+    return len(docs), len(chunk_corpus(docs, Settings().chunk_size, Settings().chunk_overlap))
+
+
 def make_settings(root: Path, corpus: Path | None = None, **kw) -> Settings:
     return Settings(
         corpus_dir=corpus or root / "corpus", index_dir=root / "index", data_dir=root / "data",
