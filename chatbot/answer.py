@@ -14,15 +14,27 @@ from chatbot import policy
 from chatbot.config import Settings
 from chatbot.index import IndexUnavailable, Store
 from chatbot.messages import AE_QUERY, msg
-from chatbot.retrieval import HCP, PUBLIC, Hit, Retriever, Snapshot, expand, glossed, tokenize
+from chatbot.retrieval import (
+    HCP,
+    PUBLIC,
+    Hit,
+    Retriever,
+    Snapshot,
+    expand,
+    glossed,
+    tokenize,
+    words,
+)
 
 ROLES = (PUBLIC, HCP)
 GENERIC = set("""trk ntrk fusion cancer kanker tumour tumor gene gen fusiekanker trk-fusiekanker ntrk-gene
 ntrk-genfusie get only tell know please explain mean means kind type people someone thing about
-give information info weten vertel uitleg iemand mensen soort graag does happen treat behandel
+give information info informatie geef geeft geven weten vertel uitleg iemand mensen soort graag does happen treat behandel
 diagnos test doctor arts patient patiënt body lichaam""".split())
 _DIGIT = re.compile(r"\d")
 _ASKING = re.compile(r"\b(ask|questions?|vragen|vraag)\b", re.IGNORECASE)
+# a sentence that opens like this leans on the one before it ("It can include surgery ...")
+_REFERS = re.compile(r"(It|Its|They|Their|These|This|Those|That|Such|Both|Het|Dit|Deze|Die|Dat|Ze|Zij|Hun|Zo'n|Beide)\b")
 
 
 @dataclass
@@ -236,10 +248,22 @@ class Engine:
     def _pick(self, snap: Snapshot, hits: list[Hit], query: str, qv, limit: int | None = None) -> list[Picked]:
         """The sentences that best answer the query, from the one to three most relevant passages."""
         limit = limit or self.settings.max_sentences
-        q_tokens = set(tokenize(query))
-        specific = {t for t in q_tokens if t not in GENERIC} or q_tokens
-        if not specific:
+        asked = {forms[0]: set(forms) for forms in words(query)}
+        if not asked:
             return []  # no word to match ("กก'", punctuation): nothing can be said to answer it
+        # the words that say what is asked; the topic words of every text only if there are no others
+        specific = {w: forms for w, forms in asked.items() if forms - GENERIC} or asked
+        lang = hits[0].chunk.language if hits else "en"  # one search, one language
+        weight = {w: snap.weight(w, lang) for w in specific}
+        total = sum(weight.values())
+
+        def share(text: str) -> float:
+            """How much of the question a text holds: each asked word counted once, by how telling it
+            is ("TRK-fusiekanker" is in most Dutch texts, "behandeld" in few), in part for a compound
+            of which only some parts occur."""
+            toks = set(tokenize(text))
+            return sum(weight[w] * len(forms & toks) / len(forms) for w, forms in specific.items()) / total
+
         wants_questions = bool(_ASKING.search(query))
         asked_drugs = policy.drugs_in(query)
         # dense similarity is weaker outside English, so lexical evidence weighs more there
@@ -253,11 +277,11 @@ class Engine:
             if asked_drugs and not asked_drugs & chunk_drugs:
                 continue  # a passage that is not about the medicine asked for does not answer it
             sims = snap.sent_emb[rows] @ qv
-            heading = len(specific & set(tokenize(f"{hit.chunk.title} {hit.chunk.heading}"))) / len(specific)
+            heading = share(f"{hit.chunk.title} {hit.chunk.heading}")
             prior = 0.04 * (len(hits) - hit.rank) / max(1, len(hits)) + head_w * heading
             for order, (row, sim) in enumerate(zip(rows, sims)):
                 text = snap.sentences[row]
-                overlap = len(specific & set(tokenize(text))) / len(specific)
+                overlap = share(text)
                 score = 0.6 * float(sim) + 0.4 * hit.dense + lex_w * overlap + prior
                 if text.endswith("?") and not wants_questions:
                     score -= 0.25  # a question from a checklist is not an answer
@@ -272,8 +296,21 @@ class Engine:
         floor = max(self.settings.min_sentence_score, best - 0.15)
         top = max(focus, key=lambda cid: chunk_best[cid])
         # the best passage is kept whole where it stays on topic; other passages add their best lines
-        chosen = sorted((p for p in cands if (p.hit.chunk.id == top and p.sim >= self.settings.min_sentence_score)
-                         or (p.hit.chunk.id in focus and p.score >= floor)), key=lambda p: -p.score)[:limit]
+        pool = sorted((p for p in cands if (p.hit.chunk.id == top and p.sim >= self.settings.min_sentence_score)
+                       or (p.hit.chunk.id in focus and p.score >= floor)), key=lambda p: -p.score)
+        chosen: list[Picked] = []
+        said: set[str] = set()
+        for p in pool:  # the same sentence in two passages is said once, from the better one
+            if _said(p.text) not in said and len(chosen) < limit:
+                said.add(_said(p.text))
+                chosen.append(p)
+        # a sentence that leans on the one before it comes with it (same passage, same citation)
+        position = {(p.hit.chunk.id, p.order): p for p in cands}
+        for p in chosen:  # grows while it runs: an added sentence may lean on its own predecessor
+            before = position.get((p.hit.chunk.id, p.order - 1))
+            if before is not None and _REFERS.match(p.text) and _said(before.text) not in said:
+                said.add(_said(before.text))
+                chosen.append(before)
         first = {cid: -chunk_best[cid] for cid in focus}
         chosen.sort(key=lambda p: (first[p.hit.chunk.id], p.order))
         return chosen
@@ -326,6 +363,11 @@ class Engine:
                   "language": lang, "reporter": "hcp" if role == HCP else "public", "text": q}
         with open(path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def _said(sentence: str) -> str:
+    """A sentence as said: case, spacing and end punctuation do not make it a different one."""
+    return " ".join(sentence.lower().split()).rstrip(".!?")
 
 
 def reply_error(lang: str = "en") -> Reply:

@@ -126,7 +126,8 @@ ADVICE_RX = _rx(
 
 NL_WORDS = set("""de het een en is van wat hoe wordt worden ik mijn bij voor niet zijn kan welke waarom wanneer
 waar ook met op die dat er heb heeft kinderen volwassenen behandeling kanker ziekte arts
-geneesmiddel bijwerking sinds gebruik moet zou mag u uw je jij erfelijk vastgesteld komt""".split())
+geneesmiddel bijwerking sinds gebruik moet zou mag u uw je jij erfelijk vastgesteld komt vertel vertellen
+meer iets graag uitleg leg zeg geef informatie alstublieft alsjeblieft bedankt dank deze dit""".split())
 EN_WORDS = set("""the a an and is of what how does do i my for not are can which why when where also with on that
 there have has children adults treatment cancer disease doctor medicine side effect since taking
 should could you your it is inherited diagnosed""".split())
@@ -151,7 +152,7 @@ def detect_language(text: str) -> str:
     words = re.findall(r"[a-zà-ÿ']+", text.lower())
     nl = sum(w in NL_WORDS for w in words) + sum(w.endswith(("ij", "ijk", "lijk")) for w in words) * 0.5
     en = sum(w in EN_WORDS for w in words)
-    if re.search(r"\b(ik|mijn|wat|hoe|welke|wordt|kinderen|kanker|sinds)\b", text.lower()):
+    if re.search(r"\b(ik|mijn|wat|hoe|welke|wordt|kinderen|kanker|sinds)\b|fusiekanker|genfusie", text.lower()):
         nl += 1
     return "nl" if nl > en else "en"
 

@@ -6,6 +6,7 @@ uses a BM25 index built from public chunks only, so HCP text cannot reach a publ
 
 from __future__ import annotations
 
+import math
 import re
 import time
 import unicodedata
@@ -31,7 +32,7 @@ is zijn was waren wordt worden werd ben bent dit dat deze die wat welke wie hoe 
 waar doe doet kan kunnen zou zouden moet moeten mag ik mij mijn we wij ons onze u uw jij je jouw
 hij zij ze hun haar er hier dan als niet geen ja ook nog al meer meest andere zo""".split())
 STOPWORDS |= set("""krijgen krijgt hebben heeft gaan gaat komen komt willen wil weten zeggen maken doen vertel
-gebeurt get gets getting got happen happens tell""".split())
+gebeurt get gets getting got happen happens tell betekent betekenen betekenis mean means meaning""".split())
 SYNONYMS = {
     "tumor": "tumour", "tumors": "tumour", "tumours": "tumour", "kids": "child", "kid": "child",
     "children": "child", "childhood": "child", "kinderen": "kind", "tumoren": "tumor",
@@ -52,6 +53,11 @@ EXPANSIONS = [
     (re.compile(r"\bhow\b.{0,40}\b(found|find|detect\w*|identif\w*|spot\w*|discover\w*|know)\b", re.IGNORECASE),
      "diagnosed with genomic tests"),
     (re.compile(r"\bhoe\b.{0,40}\b(gevonden|vinden|ontdekt|opgespoord|weten)\b", re.IGNORECASE), "vastgesteld met een test"),
+    # "what does NTRK mean?": the texts say what a name stands for (an abbreviation, in capitals)
+    (re.compile(r"\b[Ww]hat\s+(?:does|do|is)\s+(?:the\s+)?[A-Z]{2,}[\w-]*\s+(?:mean|stand\s+for)\b"),
+     "names stands for"),
+    (re.compile(r"\b[Ww]at\s+(?:betekent|betekenen|is)\s+(?:de\s+naam\s+)?[A-Z]{2,}[\w-]*\s*\??$"
+                r"|\b[Ww]aar\s+staa?t\s+(?:de\s+naam\s+)?[A-Z]{2,}[\w-]*\s+voor\b"), "namen staat voor"),
 ]
 
 
@@ -87,8 +93,10 @@ def glossed(text: str) -> str:
 _TOKEN = re.compile(r"[0-9a-zà-ÿ][0-9a-zà-ÿ'/-]*[0-9a-zà-ÿ]|[0-9a-zà-ÿ]")
 
 
-def tokenize(text: str) -> list[str]:
-    """Lower-cased word tokens without stop words; keeps drug, gene and mutation names whole."""
+def words(text: str) -> list[list[str]]:
+    """The words of a text without stop words, each as its forms: lower-cased, normalised, and for a
+    compound its parts too ("TRK-fusiekanker" also matches "fusiekanker"). Keeps drug, gene and
+    mutation names whole."""
     text = unicodedata.normalize("NFKC", text).lower()
     out = []
     for tok in _TOKEN.findall(text):
@@ -98,10 +106,16 @@ def tokenize(text: str) -> list[str]:
         tok = SYNONYMS.get(tok, tok)
         if len(tok) > 4 and tok.endswith("s") and not tok.endswith(("ss", "us", "is", "ous")):
             tok = SYNONYMS.get(tok[:-1], tok[:-1])
-        out.append(tok)
-        if "-" in tok:  # "TRK-fusiekanker" also matches "fusiekanker"
-            out.extend(p for p in tok.split("-") if p and p not in STOPWORDS)
+        forms = [tok]
+        if "-" in tok:
+            forms.extend(p for p in tok.split("-") if p and p not in STOPWORDS)
+        out.append(forms)
     return out
+
+
+def tokenize(text: str) -> list[str]:
+    """Every form of every word (see ``words``), for BM25 and overlap counts."""
+    return [form for forms in words(text) for form in forms]
 
 
 @dataclass
@@ -131,9 +145,21 @@ class Snapshot:
         self.sentences = [s for _, _, s in generation.sentences]
         self.sent_emb = generation.sentence_embeddings
         self.bm25: dict[str, tuple[bm25s.BM25 | None, list[int]]] = {}
+        tokens = [tokenize(c.embed_text()) for c in self.chunks]
+        # how telling a word is in the texts of one language: "TRK-fusiekanker" is in nearly every
+        # Dutch passage, "erfelijk" in one
+        self.idf: dict[str, dict[str, float]] = {}
+        for lang in {c.language for c in self.chunks}:
+            df: dict[str, int] = {}
+            texts = [toks for toks, c in zip(tokens, self.chunks) if c.language == lang]
+            for toks in texts:
+                for t in set(toks):
+                    df[t] = df.get(t, 0) + 1
+            self.idf[lang] = {t: math.log(1 + len(texts) / n) for t, n in df.items()}
+            self.idf[lang][""] = math.log(1 + len(texts))  # a word no text has
         for scope in (PUBLIC, HCP):
             rows = [i for i, c in enumerate(self.chunks) if scope == HCP or c.audience == PUBLIC]
-            corpus = [tokenize(self.chunks[i].embed_text()) for i in rows]
+            corpus = [tokens[i] for i in rows]
             model = None
             if rows:
                 model = bm25s.BM25()
@@ -147,6 +173,11 @@ class Snapshot:
             emb = self.emb_by_audience[aud]
             out[aud] = float((emb @ q).max()) if len(emb) else 0.0
         return out
+
+    def weight(self, word: str, language: str) -> float:
+        """How telling a word is in the texts of a language (a word none of them has: the most)."""
+        idf = self.idf.get(language, {})
+        return idf.get(word, idf.get("", 1.0))
 
     def sentences_of(self, chunk_id: str) -> list[int]:
         return self.sent_rows.get(chunk_id, [])

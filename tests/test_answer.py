@@ -162,6 +162,80 @@ def test_dutch_refusal_is_in_dutch(engine):
     assert reply.kind == "hcp_only" and "zorgprofessionals" in reply.answer
 
 
+# questions whose best passages hold sentences that open with "It", "These", "They", "Het" ...
+READING = [
+    ("What treatments exist for TRK fusion cancer?", "public"),
+    ("What is MASC?", "public"),
+    ("Is it hereditary?", "public"),
+    ("Which cancers have NTRK fusions?", "public"),
+    ("What are the three NTRK genes?", "public"),
+    ("Hoe worden TRK-remmers ingenomen?", "public"),
+    ("Is TRK-fusiekanker erfelijk?", "public"),
+    ("Waar staat TRK voor?", "public"),
+    ("How sensitive is pan-TRK immunohistochemistry?", "hcp"),
+    ("Is entrectinib approved for other cancers?", "hcp"),
+]
+
+
+@pytest.mark.parametrize("q,role", READING)
+def test_a_sentence_that_leans_on_the_one_before_comes_with_it(engine, chunks, q, role):
+    from chatbot.answer import _REFERS
+    from chatbot.chunking import split_sentences
+
+    reply = engine.ask(q, role=role)
+    assert reply.kind == "answer", reply.answer
+    assert_cited(reply, chunks)
+    leaning = 0
+    for c in reply.citations:
+        order = split_sentences(c.quote)
+        for s in c.sentences:
+            i = order.index(s)
+            if i > 0 and _REFERS.match(s):
+                leaning += 1
+                before = f"{order[i - 1]} [{c.n}] {s} [{c.n}]"
+                assert before in reply.answer, (q, s)
+    assert leaning, f"{q!r} no longer exercises this: pick a question whose answer has such a sentence"
+
+
+@pytest.mark.parametrize("q", ["What does TRK stand for?", "Wat betekent NTRK?", "What is TRK fusion cancer?",
+                               "Wat is TRK-fusiekanker?", "What is an NTRK gene fusion?"])
+def test_a_sentence_is_said_once(engine, q):
+    """Two passages that hold the same sentence ("TRK stands for ...") do not make the answer repeat it."""
+    from chatbot.answer import _said
+
+    reply = engine.ask(q)
+    said = [_said(s) for c in reply.citations for s in c.sentences]
+    assert reply.kind == "answer" and said
+    assert len(said) == len(set(said)), reply.answer
+
+
+@pytest.mark.parametrize("q,opening", [
+    ("Wat is een NTRK-genfusie?", "Bij een NTRK-genfusie is een deel van een NTRK-gen versmolten"),
+    ("Wat betekent NTRK?", "NTRK staat voor neurotrofe tyrosine-receptorkinase"),
+    ("Waar staat NTRK voor?", "NTRK staat voor neurotrofe tyrosine-receptorkinase"),
+    ("What does NTRK mean?", "NTRK stands for neurotrophic tyrosine receptor kinase"),
+])
+def test_what_a_name_means_is_answered_first(engine, q, opening):
+    """The answer opens with the definition, not with a passage that merely uses the term."""
+    reply = engine.ask(q)
+    assert reply.kind == "answer" and reply.answer.startswith(opening), reply.answer
+
+
+@pytest.mark.parametrize("q,about", [
+    # the topic word is in most Dutch texts; what is asked ("behandeld") decides which answer
+    ("Hoe wordt TRK-fusiekanker behandeld?", "behandeling"),
+    ("Welke behandeling is er voor TRK-fusiekanker?", "behandeling"),
+    ("Vertel me over TRK-fusiekanker", "TRK-fusiekanker is"),
+    ("Geef informatie over NTRK-genfusies", "Bij een NTRK-genfusie"),
+])
+def test_dutch_answer_is_about_what_is_asked(engine, chunks, q, about):
+    reply = engine.ask(q)
+    assert reply.kind == "answer" and reply.language == "nl", reply.answer
+    assert all(c.language == "nl" for c in reply.citations)
+    assert about in " ".join(reply.citations[0].sentences), reply.answer  # the passage the answer opens with
+    assert_cited(reply, chunks)
+
+
 def test_engine_picks_up_a_new_generation(tmp_path, embedder, corpus_copy):
     from chatbot.index import build_index
     from tests.conftest import make_settings

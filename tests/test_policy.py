@@ -9,6 +9,9 @@ from chatbot import policy
     ("What is TRK fusion cancer?", "en"), ("Wat is TRK-fusiekanker?", "nl"),
     ("Hoe wordt een NTRK-genfusie vastgesteld?", "nl"), ("Can adults get it or only kids?", "en"),
     ("Sinds ik Vitrakvi gebruik ben ik duizelig.", "nl"),
+    # no question word: the request words and the Dutch compounds tell
+    ("Vertel me over TRK-fusiekanker", "nl"), ("Geef informatie over NTRK-genfusies", "nl"),
+    ("Tell me about TRK fusion cancer", "en"), ("Give me information about NTRK", "en"),
 ])
 def test_language(text, lang):
     assert policy.detect_language(text) == lang
