@@ -1,0 +1,33 @@
+"""Words, query expansion and word weights, on the real corpus index."""
+
+import pytest
+
+from chatbot.index import Store
+from chatbot.retrieval import Snapshot, expand, tokenize, words
+
+
+def test_a_compound_is_one_word_with_its_parts():
+    q = "Hoe wordt TRK-fusiekanker behandeld?"
+    assert words(q) == [["trk-fusiekanker", "trk", "fusiekanker"], ["behandel"]]
+    assert tokenize(q) == ["trk-fusiekanker", "trk", "fusiekanker", "behandel"]
+
+
+@pytest.mark.parametrize("q,expanded", [
+    ("What does NTRK mean?", True),
+    ("What does TRK stand for?", True),
+    ("Wat betekent NTRK?", True),
+    ("Waar staat TRK voor?", True),
+    ("What does a positive test mean for me?", False),  # not a name: no "stands for" search
+    ("Wat betekent een NTRK-fusie voor mijn behandeling?", False),
+])
+def test_what_a_name_means_searches_for_what_it_stands_for(q, expanded):
+    assert (expand(q) != q) == expanded
+
+
+def test_topic_words_weigh_less_than_what_is_asked(built):
+    settings, _ = built
+    snap = Snapshot(Store(settings).read_current())
+    assert snap.weight("trk-fusiekanker", "nl") < snap.weight("behandel", "nl")
+    assert snap.weight("trk", "en") < snap.weight("inherit", "en")
+    unseen = snap.weight("no-such-word", "nl")
+    assert unseen > snap.weight("behandel", "nl") and unseen == max(snap.idf["nl"].values())
