@@ -187,3 +187,27 @@ def test_api_public_hcp_and_invalid_tokens(server):
     assert follow["kind"] == "answer" and "test" in follow["answer"].lower()
     accounts.sign_out(token)
     assert client.predict(DOSE, [], token, api_name="/ask")["kind"] == "hcp_only"
+
+
+def test_gradio_events_do_not_search_for_a_missing_matplotlib(monkeypatch):
+    """Gradio imports matplotlib around every event; once recorded as absent, that import fails at
+    once instead of walking sys.path, and Gradio's event wrapper still runs."""
+    import importlib.util
+    import sys
+
+    from gradio.utils import MatplotlibBackendMananger
+
+    from chatbot.ui import skip_missing_matplotlib
+
+    if importlib.util.find_spec("matplotlib") is not None:
+        pytest.skip("matplotlib is installed here: nothing to record")
+    monkeypatch.delitem(sys.modules, "matplotlib", raising=False)
+    try:
+        skip_missing_matplotlib()
+        assert sys.modules["matplotlib"] is None
+        with pytest.raises(ImportError):
+            import matplotlib  # noqa: F401
+        with MatplotlibBackendMananger():
+            pass
+    finally:
+        sys.modules.pop("matplotlib", None)
