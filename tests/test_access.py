@@ -62,15 +62,22 @@ def test_public_searches_open_only_public_collections(built):
             assert metas  # both languages have public texts
 
 
-def test_best_similarity_by_hnsw_matches_the_exact_scan(engine, monkeypatch):
+@pytest.mark.parametrize("scope", ["public", "hcp"])
+def test_search_by_hnsw_matches_the_exact_scan(engine, monkeypatch, scope):
+    """Small corpora are searched exactly in memory, large ones through each partition's HNSW index
+    in Chroma: both give the same neighbours, and the public scope opens no HCP partition."""
     import chatbot.retrieval as retrieval
 
     snap = engine.snapshot()
-    for q in ["What is TRK fusion cancer?", "larotrectinib dose", "resistance mutations"]:
+    for q in ["What is TRK fusion cancer?", "larotrectinib dose", "resistance mutations", "Wat is een NTRK-genfusie?"]:
         qv = engine.embedder.encode_query(q)
-        exact = engine.retriever.best_similarity(snap, qv)
+        exact = engine.retriever.best_similarity(snap, qv), engine.retriever.dense(snap, qv, scope, None, 8)
         monkeypatch.setattr(retrieval, "BRUTE_FORCE_LIMIT", 0)
-        approx = engine.retriever.best_similarity(snap, qv)
+        approx = engine.retriever.best_similarity(snap, qv), engine.retriever.dense(snap, qv, scope, None, 8)
         monkeypatch.setattr(retrieval, "BRUTE_FORCE_LIMIT", 20_000)
-        assert exact.keys() == approx.keys()
-        assert all(abs(exact[k] - approx[k]) < 1e-3 for k in exact)
+        assert exact[0].keys() == approx[0].keys()
+        assert all(abs(exact[0][k] - approx[0][k]) < 1e-3 for k in exact[0])
+        assert {cid for cid, _ in exact[1]} == {cid for cid, _ in approx[1]}, q  # ties may swap places
+        assert all(abs(a[1] - b[1]) < 1e-3 for a, b in zip(exact[1], approx[1]))
+        if scope == "public":
+            assert {snap.chunks[snap.by_id[cid]].audience for cid, _ in exact[1]} == {"public"}
