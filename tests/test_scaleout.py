@@ -24,8 +24,15 @@ def chroma(tmp_path_factory):
     server.stop()
 
 
-def test_index_and_ask_through_a_chroma_server(chroma, tmp_path, embedder, corpus_copy):
-    settings = make_settings(tmp_path, chroma_url=chroma.url, collection_prefix="srv1")
+@pytest.mark.parametrize("search", ["exact", "hnsw"])
+def test_index_and_ask_through_a_chroma_server(chroma, tmp_path, embedder, corpus_copy, monkeypatch, search):
+    """Small corpora are searched in the vectors the app loaded from the server; past
+    BRUTE_FORCE_LIMIT chunks every search is an HNSW query to the server ("hnsw" forces that here)."""
+    import chatbot.retrieval as retrieval
+
+    if search == "hnsw":
+        monkeypatch.setattr(retrieval, "BRUTE_FORCE_LIMIT", 0)
+    settings = make_settings(tmp_path, chroma_url=chroma.url, collection_prefix=f"srv1{search}")
     first = build_index(settings, embedder)
     assert first.added == corpus_size()[0] and first.chunks_embedded == first.chunks_total
     assert not (tmp_path / "index").exists() or not any((tmp_path / "index").iterdir())  # nothing embedded locally
@@ -46,6 +53,7 @@ def test_index_and_ask_through_a_chroma_server(chroma, tmp_path, embedder, corpu
     ids = engine.retriever.dense(snap, qv, "public", None, 40)
     assert {snap.chunks[snap.by_id[c]].audience for c, _ in ids} == {"public"}
     assert Store(settings).current() == snap.name
+    assert bool(engine.retriever._collections) == (search == "hnsw")  # the server's collections were queried
 
 
 def test_two_replicas_share_sessions_through_postgres_and_chroma(tmp_path_factory, chroma, postgres, embedder):
