@@ -328,7 +328,8 @@ class Engine:
             text_tokens.update(tokenize(f"{p.text} {p.hit.chunk.title} {p.hit.chunk.heading}"))
 
         def found(tok: str) -> bool:
-            stem = tok[:5]
+            # a long word keeps more of itself: "fusiepartners" is not found in "fusiekanker"
+            stem = tok[:max(5, len(tok) - 4)]
             return any(t == tok or (len(stem) >= 4 and t.startswith(stem)) for t in text_tokens)
 
         coverage = sum(found(t) for t in specific) / len(specific)

@@ -84,9 +84,20 @@ NL_EN = {
 }
 
 
+def _gloss(word: str) -> str | None:
+    """English for a Dutch term, also for a compound of two known terms ("resistentiemutaties")."""
+    if word in NL_EN:
+        return NL_EN[word]
+    for i in range(3, len(word) - 2):
+        head, tail = word[:i], word[i:]
+        if head in NL_EN and tail in NL_EN:
+            return f"{NL_EN[head]} {NL_EN[tail]}"
+    return None
+
+
 def glossed(text: str) -> str:
     """The text with English equivalents appended for the Dutch terms it contains."""
-    extra = [NL_EN[w] for w in re.findall(r"[a-zà-ÿ]+", text.lower()) if w in NL_EN]
+    extra = [g for w in re.findall(r"[a-zà-ÿ]+", text.lower()) if (g := _gloss(w))]
     return f"{text} {' '.join(extra)}" if extra else text
 
 

@@ -157,6 +157,19 @@ def test_dutch_question_without_dutch_text_falls_back_to_english_and_says_so(eng
     assert all(c.language == "en" for c in reply.citations)
 
 
+@pytest.mark.parametrize("q,fact", [
+    ("Welke fusiepartners komen voor?", "80 different fusion partners"),
+    ("Welke resistentiemutaties zijn bekend?", "G595R"),
+])
+def test_dutch_hcp_question_is_answered_from_english_hcp_texts(engine, chunks, q, fact):
+    """No Dutch HCP texts: a Dutch clinical question is answered from the English ones, not from
+    Dutch public texts that merely share a word stem ("fusie" in "fusiekanker")."""
+    reply = engine.ask(q, role="hcp")
+    assert reply.kind == "answer" and "Engelstalige" in reply.answer and fact in reply.answer, reply.answer
+    assert all(c.language == "en" for c in reply.citations)
+    assert_cited(reply, chunks)
+
+
 def test_dutch_refusal_is_in_dutch(engine):
     reply = engine.ask("Welke dosis larotrectinib moet ik nemen?")
     assert reply.kind == "hcp_only" and "zorgprofessionals" in reply.answer

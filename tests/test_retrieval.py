@@ -3,7 +3,7 @@
 import pytest
 
 from chatbot.index import Store
-from chatbot.retrieval import Snapshot, expand, tokenize, words
+from chatbot.retrieval import Snapshot, expand, glossed, tokenize, words
 
 
 def test_a_compound_is_one_word_with_its_parts():
@@ -31,3 +31,12 @@ def test_topic_words_weigh_less_than_what_is_asked(built):
     assert snap.weight("trk", "en") < snap.weight("inherit", "en")
     unseen = snap.weight("no-such-word", "nl")
     assert unseen > snap.weight("behandel", "nl") and unseen == max(snap.idf["nl"].values())
+
+
+@pytest.mark.parametrize("dutch,english", [
+    ("Welke resistentiemutaties zijn bekend?", "resistance mutations"),  # a compound of two known terms
+    ("Welke fusiepartners komen voor?", "fusion partners"),
+    ("Wat is de dosering?", "dose"),
+])
+def test_dutch_terms_are_glossed_for_english_texts(dutch, english):
+    assert glossed(dutch).endswith(english)
