@@ -249,11 +249,11 @@ class Engine:
         """The sentences that best answer the query, from the one to three most relevant passages."""
         limit = limit or self.settings.max_sentences
         asked = {forms[0]: set(forms) for forms in words(query)}
-        if not asked:
-            return []  # no word to match ("กก'", punctuation): nothing can be said to answer it
+        if not asked or not hits:
+            return []  # no word to match ("กก'", punctuation) or no passage: nothing answers it
         # the words that say what is asked; the topic words of every text only if there are no others
         specific = {w: forms for w, forms in asked.items() if forms - GENERIC} or asked
-        lang = hits[0].chunk.language if hits else "en"  # one search, one language
+        lang = hits[0].chunk.language  # one search, one language
         weight = {w: snap.weight(w, lang) for w in specific}
         total = sum(weight.values())
 

@@ -18,8 +18,8 @@ def corpus_size() -> tuple[int, int]:
     from chatbot.chunking import chunk_corpus
     from chatbot.corpus import load_corpus
 
-    docs = load_corpus(CORPUS)
-    return len(docs), len(chunk_corpus(docs, Settings().chunk_size, Settings().chunk_overlap))
+    docs, settings = load_corpus(CORPUS), Settings()
+    return len(docs), len(chunk_corpus(docs, settings.chunk_size, settings.chunk_overlap))
 
 
 def make_settings(root: Path, corpus: Path | None = None, **kw) -> Settings:
