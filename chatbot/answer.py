@@ -222,10 +222,12 @@ class Engine:
 
     def _advice(self, snap: Snapshot, query: str, qv, lang: str, timings: dict) -> Reply:
         text = msg(lang, "advice")
-        picked, _ = self._retrieve_and_pick(snap, query, qv, PUBLIC, lang, timings, limit=3)
+        picked, used_lang = self._retrieve_and_pick(snap, query, qv, PUBLIC, lang, timings, limit=3)
         citations: list[Citation] = []
         if picked:
             related, citations = self._render(picked)
+            if used_lang != lang:  # said, as for any answer from texts in another language
+                related = f"{msg(lang, 'fallback_language')} {related}"
             text = f"{text}\n\n{msg(lang, 'advice_related')} {related}"
         return Reply(policy.ADVICE, text, citations, language=lang, generation=snap.name)
 

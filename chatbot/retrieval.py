@@ -47,6 +47,8 @@ SYNONYMS = {
     "reporting": "report", "zeldzame": "zeldzaam", "typical": "characteristic",
     "typically": "characteristic", "detect": "diagnos", "detected": "diagnos", "identified": "diagnos",
     "vastgesteld": "diagnos", "vaststellen": "diagnos", "erfelijk": "inherit", "erfelijke": "inherit",
+    "inheritance": "inherit", "inheritable": "inherit", "heritable": "inherit", "erven": "inherit",
+    "overerven": "inherit", "geërfd": "inherit", "overgeërfd": "inherit", "erfelijkheid": "inherit",
 }
 # Questions whose key word is ambiguous in the texts ("found in lung cancer" vs "how is it found").
 EXPANSIONS = [

@@ -249,6 +249,31 @@ def test_dutch_answer_is_about_what_is_asked(engine, chunks, q, about):
     assert_cited(reply, chunks)
 
 
+@pytest.mark.parametrize("q,fact,language", [
+    ("Kan mijn kind het erven?", "geen erfelijke verandering", "nl"),
+    ("Wordt TRK-fusiekanker overgeërfd?", "geen erfelijke verandering", "nl"),
+    ("Is TRK fusion cancer heritable?", "not inherited", "en"),
+    ("Can my children inherit it?", "not inherited", "en"),
+])
+def test_inheritance_asked_in_other_words(engine, q, fact, language):
+    reply = engine.ask(q)
+    assert reply.kind in ("answer", "advice") and fact in reply.answer, reply.answer
+    assert all(c.language == language for c in reply.citations)
+
+
+def test_general_information_with_advice_says_when_it_is_in_english(tmp_path, embedder, corpus_copy):
+    from chatbot.index import build_index
+    from tests.conftest import make_settings
+
+    (corpus_copy / "public-nl/wie-en-waar.md").unlink()  # the Dutch text on inheritance
+    settings = make_settings(tmp_path)
+    build_index(settings, embedder)
+    reply = Engine(settings, embedder).ask("Kan mijn kind het erven?")
+    assert reply.kind == "advice" and reply.language == "nl"
+    assert "arts" in reply.answer and "Engelstalige" in reply.answer and "not inherited" in reply.answer
+    assert reply.citations and all(c.language == "en" and c.audience == "public" for c in reply.citations)
+
+
 def test_engine_picks_up_a_new_generation(tmp_path, embedder, corpus_copy):
     from chatbot.index import build_index
     from tests.conftest import make_settings
