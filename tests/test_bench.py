@@ -26,6 +26,10 @@ def test_bench_reports_every_figure_and_the_baseline(tmp_path):
     assert base["chunks"] > 0 and base["question_ms"]["n"] > 0
     assert base["public_hcp_leaks"] > 0  # the tutorial pipeline has no access boundary
     assert result["ratios"]["index_build"] == pytest.approx(result["index"]["build_s"] / base["build_s"], rel=0.01)
+    # we embed every passage and every sentence: more tokens than the baseline's passages alone
+    assert result["index"]["tokens_embedded"] > base["tokens_embedded"] > 0
+    assert result["ratios"]["index_build_per_token"] == pytest.approx(
+        base["tokens_per_s"] / result["index"]["tokens_per_s"], rel=0.02)
     assert result["growth"]["600"]["total_ms"]["n"] > 0
     text = bench.table(result)
     assert "baseline" in text and "growth     600 chunks" in text
@@ -40,3 +44,10 @@ def test_load_drives_the_app_with_concurrent_gradio_clients(built):
         assert 0 < result[level]["p50"] <= result[level]["p95"] <= result[level]["p99"]
     assert result["app_peak_rss_mb"] > 100
     assert "app peak RSS" in bench.load_table(result)
+
+
+def test_embedded_tokens_counts_what_the_model_reads(tmp_path):
+    assert bench.embedded_tokens(["an example"]) == 4  # [CLS] an example [SEP]
+    assert bench.embedded_tokens(["word " * 1000]) == 256  # the model's window
+    texts = bench.our_embedded_texts(make_settings(tmp_path, corpus=CORPUS))
+    assert len(texts) > corpus_size()[1]  # every passage, and every sentence of it
