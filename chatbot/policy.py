@@ -42,6 +42,9 @@ DOMAIN = _rx(
     r"side[- ]effect", r"bijwerking", r"adverse", r"\bhcp\b", r"healthcare professional", r"zorgprofessional",
     r"big[- ]?(register|nummer|number)", r"\blareb\b", r"oncologist", r"\bdose\b", r"\bdosis\b",
     r"\bdosing\b", r"\bdosage\b", MEDICINE.pattern,
+    # what patients ask about the disease itself, even without naming it
+    r"\bcur(e|es|ed|able|ing)\b", r"\bgene(zen|est|zing|esbaar)\b", r"prognos", r"life expectancy",
+    r"levensverwachting", r"\bsurviv", r"\boverlev", r"\bpatients?\b", r"\bpatiënt",
 )
 
 HCP_TOPIC = _rx(

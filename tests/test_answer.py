@@ -103,13 +103,15 @@ def test_advice_refers_to_the_doctor(engine, q):
 @pytest.mark.parametrize("q", [
     "Is TRK fusion cancer contagious?", "What does a TRK inhibitor cost per month in Germany?",
     "Which hospital in Utrecht treats TRK fusion cancer?",
+    # about the disease without naming it: not off-topic, but not in the texts either
+    "Is there a cure?", "How long do patients live?", "Wat is de prognose?", "Is het te genezen?",
 ])
 def test_no_answer_rather_than_an_invented_one(engine, q):
     reply = engine.ask(q)
     assert reply.kind in ("no_answer", "hcp_only")
     assert not any(c.audience == "hcp" for c in reply.citations)
     if reply.kind == "no_answer":
-        assert "don't know" in reply.answer and not reply.citations
+        assert ("don't know" in reply.answer or "weet ik niet" in reply.answer) and not reply.citations
 
 
 def test_hcp_gets_the_hcp_answer(engine, chunks):
