@@ -30,7 +30,8 @@ ROLES = (PUBLIC, HCP)
 GENERIC = set("""trk ntrk fusion cancer kanker tumour tumor gene gen fusiekanker trk-fusiekanker ntrk-gene
 ntrk-genfusie get only tell know please explain mean means kind type people someone thing about
 give information info informatie geef geeft geven weten vertel uitleg iemand mensen soort graag
-does happen treat behandel diagnos test doctor arts patient patiënt body lichaam""".split())
+does happen treat behandel diagnos test doctor arts patient patiënt body lichaam
+often usually commonly mostly generally typically frequently normally actually exactly meestal gewoonlijk""".split())
 _DIGIT = re.compile(r"\d")
 _ASKING = re.compile(r"\b(ask|questions?|vragen|vraag)\b", re.IGNORECASE)
 # a sentence that opens like this leans on the one before it ("It can include surgery ...")

@@ -45,6 +45,9 @@ DOMAIN = _rx(
     # what patients ask about the disease itself, even without naming it
     r"\bcur(e|es|ed|able|ing)\b", r"\bgene(zen|est|zing|esbaar)\b", r"prognos", r"life expectancy",
     r"levensverwachting", r"\bsurviv", r"\boverlev", r"\bpatients?\b", r"\bpatiënt",
+    # about this assistant's texts: where they come from, who wrote and reviewed them
+    r"\b(this|your|these|deze|dit|uw|jouw|je)\s+(information|informatie|info|texts?|teksten|answers?|antwoorden|assistant|assistent|chat)\b",
+    r"\b(sources?|bronnen|bron)\b",
 )
 
 HCP_TOPIC = _rx(
@@ -85,6 +88,12 @@ HCP_TOPIC = _rx(
     r"(print|dump|reveal|show|list|output|repeat|recite|quote|copy|paste|give|translate|summari[sz]e|spell|encode|decode|base64|rot13|leak|vertaal|toon|geef)\b.{0,40}\b(all|every|entire|whole|full|alle|hele)\b.{0,20}\b(text|document|doc|content|corpus|database|index|chunks?|teksten|documenten)",
     r"system prompt", r"your (instructions|prompt|rules)",
 )
+
+# which side effects the TRK inhibitors have is their safety data (HCP-only), in either language;
+# what to do about one, or how to report it, is not
+_TRKI = r"(trk[- ]?(inhibitor|remmer)s?|" + DRUGS.pattern + ")"
+SAFETY = _rx(r"(side[- ]?effects?|adverse (events?|reactions?|effects?)|bijwerking\w*)\b.{0,40}" + _TRKI,
+             _TRKI + r".{0,40}\b(side[- ]?effects?|adverse (events?|reactions?|effects?)|bijwerking\w*)")
 
 PUBLIC_OK = _rx(r"\breport\w*\b.{0,30}\b(side|adverse|bijwerking)", r"\bmeld\w*\b", r"\blareb\b")
 
@@ -229,6 +238,8 @@ def asks_hcp_content(texts: list[str]) -> bool:
     all_variants = [v for t in texts for v in variants(t)]
     if _any(PUBLIC_OK, texts) and not _any(_rx(r"\b(dose|dosis|efficac|response rate|mg)\b"), texts):
         return False
+    if _any(SAFETY, all_variants) and not any(wants_advice(t) for t in texts):
+        return True
     return _any(HCP_TOPIC, all_variants)
 
 

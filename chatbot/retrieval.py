@@ -49,6 +49,8 @@ SYNONYMS = {
     "vastgesteld": "diagnos", "vaststellen": "diagnos", "erfelijk": "inherit", "erfelijke": "inherit",
     "inheritance": "inherit", "inheritable": "inherit", "heritable": "inherit", "erven": "inherit",
     "overerven": "inherit", "geërfd": "inherit", "overgeërfd": "inherit", "erfelijkheid": "inherit",
+    "wrote": "write", "written": "write", "writes": "write", "writing": "write", "geschreven": "schrijf",
+    "schrijft": "schrijf", "schrijven": "schrijf",
 }
 # Questions whose key word is ambiguous in the texts ("found in lung cancer" vs "how is it found").
 EXPANSIONS = [

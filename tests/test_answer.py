@@ -276,6 +276,44 @@ def test_general_information_with_advice_says_when_it_is_in_english(tmp_path, em
     assert reply.citations and all(c.language == "en" and c.audience == "public" for c in reply.citations)
 
 
+@pytest.mark.parametrize("q", ["Which tumours often have NTRK fusions?", "What cancers usually have an NTRK fusion?"])
+def test_a_word_for_how_often_does_not_hide_the_answer(engine, q):
+    reply = engine.ask(q)
+    assert reply.kind == "answer" and "infantile fibrosarcoma" in reply.answer, reply.answer
+
+
+@pytest.mark.parametrize("q,opening", [
+    ("Where does this information come from?", "Our team writes these texts"),
+    ("Who wrote this information?", "Our team writes these texts"),
+    ("What are your sources?", "Our team writes these texts"),
+    ("Waar komt deze informatie vandaan?", "Ons team schrijft deze teksten"),
+    ("Wie heeft deze teksten geschreven?", "Ons team schrijft deze teksten"),
+])
+def test_where_the_information_comes_from(engine, chunks, q, opening):
+    reply = engine.ask(q)
+    assert reply.kind == "answer" and reply.answer.startswith(opening), reply.answer
+    assert reply.citations[0].doc_id in ("about-this-information", "nl-over-deze-informatie")
+    assert_cited(reply, chunks)
+
+
+@pytest.mark.parametrize("q,kind", [
+    # which side effects the TRK inhibitors have is safety data: HCP-only in both languages
+    ("What side effects do TRK inhibitors have?", "hcp_only"),
+    ("Welke bijwerkingen heeft een TRK-remmer?", "hcp_only"),
+    ("Wat zijn de bijwerkingen van TRK-remmers?", "hcp_only"),
+    ("Zijn de bijwerkingen van TRK-remmers ernstig?", "hcp_only"),
+    # what to do about one, and how to report one, is for everyone
+    ("What should I do if I get side effects from my TRK inhibitor?", "advice"),
+    ("Wat moet ik doen als ik bijwerkingen van mijn TRK-remmer krijg?", "advice"),
+    ("Hoe meld ik een bijwerking van mijn TRK-remmer?", "answer"),
+])
+def test_side_effects_of_the_medicines_are_hcp_only_in_both_languages(engine, q, kind):
+    reply = engine.ask(q)
+    assert reply.kind == kind, reply.answer
+    assert all(c.audience == "public" for c in reply.citations)
+    assert engine.ask(q, role="hcp").kind not in ("hcp_only", "out_of_scope")
+
+
 def test_engine_picks_up_a_new_generation(tmp_path, embedder, corpus_copy):
     from chatbot.index import build_index
     from tests.conftest import make_settings
