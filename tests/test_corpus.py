@@ -102,3 +102,16 @@ def test_every_number_in_the_corpus_comes_from_the_facts_sheet():
         for num in re.findall(r"\d+(?:[.,]\d+)*", doc.body):
             forms = {num, num.replace(",", ""), num.replace(",", "."), num.replace(".", "")}
             assert forms & allowed_extra or any(f in facts_norm for f in forms), (doc.path, num)
+
+
+def test_every_section_opens_on_its_own():
+    """An answer may quote one section without the one before it, so none opens by leaning on it
+    ("Other warnings include ...", "These include ...", "Daarnaast ...")."""
+    from chatbot.chunking import chunk_corpus, split_sentences
+
+    leaning = re.compile(r"(Other|Another|Also|These|They|It|Its|Such|However|In addition|Moreover|Furthermore|"
+                         r"Ook|Daarnaast|Andere|Zo'n|Verder|Bovendien|Ze|Zij)\b")
+    chunks = chunk_corpus(load_corpus(CORPUS), 900, 0)
+    opening = {c.id: (split_sentences(c.text) or [""])[0] for c in chunks}
+    leaning_sections = {cid: s for cid, s in opening.items() if leaning.match(s)}
+    assert chunks and not leaning_sections, leaning_sections
