@@ -32,6 +32,12 @@ ntrk-genfusie get only tell know please explain mean means kind type people some
 give information info informatie geef geeft geven weten vertel uitleg iemand mensen soort graag
 does happen treat behandel diagnos test doctor arts patient patiënt body lichaam
 often usually commonly mostly generally typically frequently normally actually exactly meestal gewoonlijk""".split())
+# who a question is about; an answer must speak of the same people (word forms as `tokenize` gives them)
+_POPULATIONS = [
+    {"child", "kind", "paediatric", "pediatric", "infant", "infantile", "baby", "babie", "babies", "adolescent",
+     "kinderen", "zuigeling", "zuigelingen"},
+    {"adult", "volwassen", "volwassene"},
+]
 _DIGIT = re.compile(r"\d")
 _ASKING = re.compile(r"\b(ask|questions?|vragen|vraag)\b", re.IGNORECASE)
 # a sentence that opens like this leans on the one before it ("It can include surgery ...")
@@ -329,6 +335,10 @@ class Engine:
         text_tokens = set()
         for p in picked:
             text_tokens.update(tokenize(f"{p.text} {p.hit.chunk.title} {p.hit.chunk.heading}"))
+        asked = set(tokenize(query))
+        for group in _POPULATIONS:  # "for children?" is not answered by what holds for adults
+            if asked & group and not text_tokens & group:
+                return False
 
         def found(tok: str) -> bool:
             # a long word keeps more of itself: "fusiepartners" is not found in "fusiekanker"

@@ -314,6 +314,16 @@ def test_side_effects_of_the_medicines_are_hcp_only_in_both_languages(engine, q,
     assert engine.ask(q, role="hcp").kind not in ("hcp_only", "out_of_scope")
 
 
+def test_a_question_about_children_is_not_answered_with_what_holds_for_adults(engine):
+    # no text gives entrectinib's dose for children: its adult dose is not the answer
+    reply = engine.ask("What is the dose of entrectinib for children?", role="hcp")
+    assert reply.kind == "no_answer" and "600 mg" not in reply.answer, reply.answer
+    reply = engine.ask("What is the dose of larotrectinib for children?", role="hcp")
+    assert reply.kind == "answer" and "100 mg/m²" in reply.answer, reply.answer
+    reply = engine.ask("What is the dose of entrectinib for adults?", role="hcp")
+    assert reply.kind == "answer" and "600 mg" in reply.answer, reply.answer
+
+
 def test_engine_picks_up_a_new_generation(tmp_path, embedder, corpus_copy):
     from chatbot.index import build_index
     from tests.conftest import make_settings
