@@ -229,6 +229,9 @@ def rewrite_follow_up(previous: str, question: str) -> str:
     """"And how is it found?" after "What is TRK fusion cancer?" -> "how is TRK fusion cancer found?"."""
     topic = _LEAD.sub("", previous.strip()).rstrip("?.! ").strip()
     q = re.sub(r"^\s*(and|also|but|so|en|ook|maar)\b[\s,]*", "", question.strip(), flags=re.IGNORECASE)
+    if drugs_in(q):  # "And for entrectinib?" after a larotrectinib question: the new medicine replaces the old
+        topic = re.sub(r"\s{2,}", " ", DRUGS.sub("", topic)).strip()
+        topic = re.sub(r"\s+(of|for|with|van|voor|bij|met)$", "", topic, flags=re.IGNORECASE)
     if topic and _PRONOUN.search(q):
         return _PRONOUN.sub(topic, q, count=1)
     return f"{q.rstrip('?')} ({topic})?" if topic else q

@@ -138,6 +138,17 @@ def test_follow_up_uses_the_earlier_question(engine):
     assert kids.kind == "answer" and "child" in kids.answer.lower()
 
 
+@pytest.mark.parametrize("history,q", [
+    ("What is the adult dose of larotrectinib?", "And for entrectinib?"),
+    ("Wat is de dosis van larotrectinib voor volwassenen?", "En voor entrectinib?"),
+])
+def test_a_follow_up_about_another_medicine_is_answered_for_that_medicine(engine, history, q):
+    reply = engine.ask(q, history=[history], role="hcp")
+    assert reply.kind == "answer" and "600 mg" in reply.answer, reply.answer
+    assert "larotrectinib" not in reply.answer.lower() and "100 mg" not in reply.answer
+    assert all("entrectinib" in f"{c.title} {c.quote}".lower() for c in reply.citations)
+
+
 def test_follow_up_keeps_the_hcp_topic_for_public_callers(engine):
     reply = engine.ask("And for children?", history=[DOSE])
     assert reply.kind == "hcp_only"
