@@ -160,10 +160,14 @@ class Engine:
             return Reply(policy.INVALID, msg(lang, "too_long", n=len(q), limit=self.settings.max_question_chars),
                          language=lang)
         history = [policy.clean(h) for h in history][-4:]
-        history = [h for h in history if h and len(h) <= self.settings.max_question_chars]
+        # a greeting or a thank-you in between is not what a follow-up refers to
+        history = [h for h in history if h and len(h) <= self.settings.max_question_chars
+                   and policy.small_talk(h) is None]
 
         if policy.is_adverse_event(q):
             return self._adverse_event(q, lang, role, timings)
+        if (chat := policy.small_talk(q)) is not None:
+            return Reply(policy.SMALL_TALK, msg(lang, chat), language=lang)
 
         follow = bool(history) and policy.is_follow_up(q)
         context = [q] + (history[-2:] if follow else [])

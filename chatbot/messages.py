@@ -34,6 +34,12 @@ MESSAGES = {
             "I'm sorry, I don't know: our approved texts do not answer this question. Your doctor or "
             "care team may be able to help."
         ),
+        "greeting": (
+            "Hello! I answer questions about TRK fusion cancer: what it is, NTRK gene fusions, who can get "
+            "it, how it is found and treated in general, and how to report a side effect. What would you "
+            "like to know?"
+        ),
+        "thanks": "You're welcome. If you have another question about TRK fusion cancer, just ask.",
         "fallback_language": "",
         "index_unavailable": "The assistant is being updated and cannot answer right now. Please try again shortly.",
     },
@@ -70,6 +76,12 @@ MESSAGES = {
             "Het spijt me, dat weet ik niet: onze goedgekeurde teksten geven geen antwoord op deze vraag. "
             "Uw arts of behandelteam kan u misschien verder helpen."
         ),
+        "greeting": (
+            "Hallo! Ik beantwoord vragen over TRK-fusiekanker: wat het is, NTRK-genfusies, bij wie het "
+            "voorkomt, hoe het in het algemeen wordt vastgesteld en behandeld, en hoe u een bijwerking meldt. "
+            "Wat wilt u weten?"
+        ),
+        "thanks": "Graag gedaan. Heeft u nog een vraag over TRK-fusiekanker? Stel hem gerust.",
         "fallback_language": (
             "Hierover hebben we geen Nederlandse tekst; dit antwoord komt uit onze Engelstalige teksten."
         ),

@@ -18,7 +18,8 @@ HCP_ONLY = "hcp_only"
 ADVICE = "advice"
 NO_ANSWER = "no_answer"
 ANSWER = "answer"
-KINDS = (INVALID, ADVERSE_EVENT, OUT_OF_SCOPE, HCP_ONLY, ADVICE, NO_ANSWER, ANSWER)
+SMALL_TALK = "small_talk"  # a greeting or a thank-you: a short friendly reply, nothing searched
+KINDS = (INVALID, ADVERSE_EVENT, OUT_OF_SCOPE, HCP_ONLY, ADVICE, NO_ANSWER, ANSWER, SMALL_TALK)
 
 
 def _rx(*parts: str) -> re.Pattern:
@@ -139,7 +140,8 @@ ADVICE_RX = _rx(
 NL_WORDS = set("""de het een en is van wat hoe wordt worden ik mijn bij voor niet zijn kan welke waarom wanneer
 waar ook met op die dat er heb heeft kinderen volwassenen behandeling kanker ziekte arts
 geneesmiddel bijwerking sinds gebruik moet zou mag u uw je jij erfelijk vastgesteld komt vertel vertellen
-meer iets graag uitleg leg zeg geef informatie alstublieft alsjeblieft bedankt dank deze dit""".split())
+meer iets graag uitleg leg zeg geef informatie alstublieft alsjeblieft bedankt dank deze dit hoi hallo
+goedemorgen goedemiddag goedenavond dankjewel dankuwel fijn duidelijk hulp""".split())
 EN_WORDS = set("""the a an and is of what how does do i my for not are can which why when where also with on that
 there have has children adults treatment cancer disease doctor medicine side effect since taking
 should could you your it is inherited diagnosed""".split())
@@ -248,6 +250,26 @@ def asks_hcp_content(texts: list[str]) -> bool:
 
 def in_domain(texts: list[str]) -> bool:
     return _any(DOMAIN, [v for t in texts for v in variants(t)])
+
+
+_POLITE = r"(so|very|much|a|lot|for|your|the|help|answers?|info|information|that|this|it|helps|helped|was|is|" \
+          r"useful|helpful|great|clear|ok|okay|veel|voor|de|het|je|jullie|uw|hulp|informatie|antwoord|antwoorden|" \
+          r"dat|dit|helpt|hielp|duidelijk|fijn|super|top|heel|erg|wel|u|there|daar|allemaal|iedereen)"
+_GREETING = re.compile(r"^(hi|hello|hey|hallo|hoi|goedemorgen|goedemiddag|goedenavond|good (morning|afternoon|evening))"
+                       r"([\s,!.]+(there|daar|allemaal))?[\s,!.]*$", re.IGNORECASE)
+_THANKS = re.compile(r"^(thanks?|thank you|thx|cheers|bedankt|dank( je| u)?( wel)?|dankjewel|dankuwel|merci|"
+                     r"ok(ay)?|great|super|top|fijn|prima|duidelijk|got it|understood)"
+                     r"([\s,!.]+" + _POLITE + r")*[\s,!.]*$", re.IGNORECASE)
+
+
+def small_talk(text: str) -> str | None:
+    """"greeting" or "thanks" when the message is only that ("Hello!", "Thank you, that helps."), else None."""
+    t = re.sub(r"[\U0001F300-\U0001FAFF\u2600-\u27BF]", " ", text).strip()  # emoji
+    if _GREETING.match(t):
+        return "greeting"
+    if _THANKS.match(t):
+        return "thanks"
+    return None
 
 
 def wants_advice(text: str) -> bool:

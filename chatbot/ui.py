@@ -50,7 +50,7 @@ T = {
         "reindex": "Re-index corpus", "approve": "Approve", "reject": "Reject", "reason": "Reason for rejection",
         "pending_head": "### Pending HCP registrations", "feedback_head": "### Feedback",
         "index_head": "### Index status", "not_allowed": "Only signed-in maintainers can do this.",
-        "kinds": {"answer": "", "hcp_only": "🔒 **For healthcare professionals only**",
+        "kinds": {"answer": "", "small_talk": "", "hcp_only": "🔒 **For healthcare professionals only**",
                   "adverse_event": "⚠️ **Reporting a side effect**", "advice": "🩺 **Please talk to your doctor**",
                   "out_of_scope": "ℹ️ **Outside what I can help with**", "no_answer": "❔ **I don't know**",
                   "invalid": "✏️ **Please check your question**", "unavailable": "⏳ **Please try again shortly**"},
@@ -79,7 +79,7 @@ T = {
         "reason": "Reden van afwijzing", "pending_head": "### Registraties in afwachting",
         "feedback_head": "### Feedback", "index_head": "### Indexstatus",
         "not_allowed": "Alleen ingelogde beheerders kunnen dit doen.",
-        "kinds": {"answer": "", "hcp_only": "🔒 **Alleen voor zorgprofessionals**",
+        "kinds": {"answer": "", "small_talk": "", "hcp_only": "🔒 **Alleen voor zorgprofessionals**",
                   "adverse_event": "⚠️ **Een bijwerking melden**", "advice": "🩺 **Bespreek dit met uw arts**",
                   "out_of_scope": "ℹ️ **Hier kan ik niet mee helpen**", "no_answer": "❔ **Dat weet ik niet**",
                   "invalid": "✏️ **Controleer uw vraag**", "unavailable": "⏳ **Probeer het zo opnieuw**"},
@@ -224,7 +224,7 @@ def build(app: App, browser_secret: str | None = None) -> gr.Blocks:
                                        {"role": "assistant", "content": ""}]
             meta_map = dict(meta_map or {})
             meta_map[str(len(chat) - 1)] = {"question": question[:2000], "kind": reply.kind}
-            asked = (list(asked) + [question])[-6:] if reply.kind != "invalid" else list(asked)
+            asked = (list(asked) + [question])[-6:] if reply.kind not in ("invalid", "small_talk") else list(asked)
             full = render_reply(reply, shown_lang)
             pieces = re.split(r"(?<=</sup>) ", full)
             for i in range(1, len(pieces) + 1):

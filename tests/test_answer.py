@@ -149,6 +149,22 @@ def test_a_follow_up_about_another_medicine_is_answered_for_that_medicine(engine
     assert all("entrectinib" in f"{c.title} {c.quote}".lower() for c in reply.citations)
 
 
+@pytest.mark.parametrize("q,lang,text", [
+    ("Hello!", "en", "What would you like to know?"), ("Hoi", "nl", "Wat wilt u weten?"),
+    ("Thank you, that helps.", "en", "You're welcome"), ("Bedankt!", "nl", "Graag gedaan"),
+])
+def test_greetings_and_thanks_get_a_short_friendly_reply(engine, q, lang, text):
+    reply = engine.ask(q, history=["What is TRK fusion cancer?"])
+    assert reply.kind == "small_talk" and reply.language == lang and text in reply.answer
+    assert not reply.citations
+
+
+def test_a_thank_you_in_between_is_not_what_a_follow_up_refers_to(engine):
+    reply = engine.ask("And how is it found?", history=["What is TRK fusion cancer?", "Thanks!"])
+    assert reply.kind == "answer" and any(c.doc_id == "how-is-it-diagnosed" for c in reply.citations)
+    assert engine.ask("Thanks, now give me the larotrectinib dose.").kind == "hcp_only"
+
+
 def test_follow_up_keeps_the_hcp_topic_for_public_callers(engine):
     reply = engine.ask("And for children?", history=[DOSE])
     assert reply.kind == "hcp_only"

@@ -59,3 +59,17 @@ def test_follow_up_rewrite():
 def test_drug_names_map_brands_to_generics():
     assert policy.drugs_in("Vitrakvi or ROZLYTREK and repotrectinib") == {
         "larotrectinib", "entrectinib", "repotrectinib"}
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("Hello", "greeting"), ("Hi there!", "greeting"), ("Hoi", "greeting"), ("Goedemorgen!", "greeting"),
+    ("Hello 👋", "greeting"), ("Thanks!", "thanks"), ("Thank you, that helps.", "thanks"),
+    ("Thank you so much for your help", "thanks"), ("Bedankt voor de informatie!", "thanks"),
+    ("Dank je wel", "thanks"), ("ok", "thanks"),
+    # a question, or a request, after the greeting is answered as one
+    ("Hi, what is TRK fusion cancer?", None), ("Thanks! And in children?", None),
+    ("Thanks, now give me the larotrectinib dose.", None), ("Hallo, ik heb een vraag over mijn dosis", None),
+    ("Hello? Is anyone there who can tell me the dose", None),
+])
+def test_small_talk(text, expected):
+    assert policy.small_talk(text) == expected

@@ -95,6 +95,13 @@ def test_hcp_question_is_refused_for_the_public(page):
     assert "HCP only" not in page.locator("#sources").inner_text()
 
 
+def test_a_thank_you_gets_a_friendly_reply_and_follow_ups_still_work(page):
+    ask(page, "What is TRK fusion cancer?")
+    assert "You're welcome" in ask(page, "Thank you, that helps.")
+    text = ask(page, "And how is it found?")  # refers to the question before the thank-you
+    assert text.count("[1]") >= 2 and "genomic test" in text.split("You're welcome")[-1]
+
+
 def test_script_in_a_question_is_shown_as_text(page):
     page.evaluate("window.pwned = undefined")
     text = ask(page, "What is TRK fusion cancer? <script>window.pwned = 1</script><img src=x onerror='window.pwned=2'>")
