@@ -164,7 +164,7 @@ class Engine:
         history = [h for h in history if h and len(h) <= self.settings.max_question_chars
                    and policy.small_talk(h) is None]
 
-        if policy.is_adverse_event(q):
+        if policy.is_adverse_event(q) and not (role == HCP and policy.is_clinical_management_question(q)):
             return self._adverse_event(q, lang, role, timings)
         if (chat := policy.small_talk(q)) is not None:
             return Reply(policy.SMALL_TALK, msg(lang, chat), language=lang)

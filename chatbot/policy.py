@@ -100,7 +100,7 @@ PUBLIC_OK = _rx(r"\breport\w*\b.{0,30}\b(side|adverse|bijwerking)", r"\bmeld\w*\
 
 SYMPTOM = _rx(
     r"dizz", r"nause", r"vomit", r"throw(ing)? up", r"\bpain", r"\bache", r"headache", r"\brash", r"tired",
-    r"fatigue", r"exhaust", r"weight gain", r"gain(ed)? weight", r"put on weight", r"swell", r"swollen",
+    r"fatigue", r"exhaust", r"weight gain", r"gain(ed|ing)?\b.{0,15}\bweight", r"put on\b.{0,15}\bweight", r"swell", r"swollen",
     r"fever", r"faint", r"\bfell\b", r"falling", r"fractur", r"broke", r"confus", r"forgetful", r"memory",
     r"can'?t sleep", r"insomnia", r"mood", r"depress", r"anxious", r"diarrh", r"constipat", r"bleed",
     r"itch", r"numb", r"tingl", r"jaundice", r"yellow", r"short(ness)? of breath", r"breathless",
@@ -206,6 +206,18 @@ def drugs_in(text: str) -> set[str]:
 
 def _any(pattern: re.Pattern, texts: list[str]) -> bool:
     return any(pattern.search(t) for t in texts)
+
+
+_MANAGEMENT = re.compile(r"^\s*(how|what|which|hoe|wat|welke)\b.{0,40}\b(manag\w*|handle|prevent\w*|monitor\w*|mitigat\w*|"
+                         r"aanpak\w*|voorkom\w*|behandel\w*)\b", re.IGNORECASE)
+_OWN_CASE = re.compile(r"\b(my|mine|me|i have|i've|i'm|i am|i get|i got|i feel|i felt|he|she|his|her|mijn|"
+                       r"ik heb|ik ben|ik krijg|ik voel|hij|zij)\b", re.IGNORECASE)
+
+
+def is_clinical_management_question(text: str) -> bool:
+    """"How should I manage weight gain on a TRK inhibitor?": a clinician's general question, not a
+    report about a patient (which names the patient: "my patient", "she", "I have")."""
+    return bool(_MANAGEMENT.search(text)) and not _OWN_CASE.search(text)
 
 
 def is_adverse_event(text: str) -> bool:

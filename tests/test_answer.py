@@ -73,6 +73,14 @@ def test_adverse_event_applies_to_hcps(engine):
     assert reply.kind == "adverse_event"
 
 
+def test_a_clinicians_general_management_question_is_not_a_report(engine):
+    q = "How should I manage weight gain on a TRK inhibitor?"
+    hcp = engine.ask(q, role="hcp")
+    assert hcp.kind == "answer" and "weight gain" in hcp.answer, hcp.answer
+    assert engine.ask(q).kind == "adverse_event"  # from the public, it may be their own weight gain
+    assert engine.ask("My patient on larotrectinib gained a lot of weight.", role="hcp").kind == "adverse_event"
+
+
 def test_asking_about_side_effects_is_not_reporting_one(engine):
     assert engine.ask("How do I report a side effect?").kind == "answer"
     assert engine.ask("What are the side effects of larotrectinib?").kind == "hcp_only"

@@ -25,6 +25,8 @@ def test_language(text, lang):
     ("How do I report a side effect?", False),
     ("Does larotrectinib cause dizziness?", False),
     ("I have a headache.", False),
+    ("My patient on larotrectinib gained a lot of weight.", True),
+    ("Since starting Vitrakvi I have put on a lot of weight", True),
 ])
 def test_adverse_event_detection(text, expected):
     assert policy.is_adverse_event(text) is expected
@@ -73,3 +75,14 @@ def test_drug_names_map_brands_to_generics():
 ])
 def test_small_talk(text, expected):
     assert policy.small_talk(text) == expected
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("How should I manage weight gain on a TRK inhibitor?", True),
+    ("What is the management of withdrawal pain after stopping larotrectinib?", True),
+    ("How should I manage weight gain on my TRK inhibitor?", False),  # the asker's own case
+    ("My patient on larotrectinib gained weight, how should I manage it?", False),
+    ("Since I started Vitrakvi I get dizzy every morning.", False),
+])
+def test_clinical_management_question(text, expected):
+    assert policy.is_clinical_management_question(text) is expected
