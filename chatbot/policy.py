@@ -135,6 +135,8 @@ ADVICE_RX = _rx(
     r"\b(right|best|suitable) (choice |option |treatment )?for (me|my|him|her|us)\b",
     r"\b(moet|zou|mag|kan) (ik|wij|we|mijn)\b", r"\bwat moet ik\b", r"\braad\w*\b.{0,20}\baan\b",
     r"\bgeschikt voor (mij|mijn|ons)\b", r"\bin my (case|situation)\b", r"\bmijn situatie\b",
+    r"\bwhat (now|next)\b", r"\bwhat happens (to me )?now\b", r"\bwhat do (i|we) do now\b", r"\bwat nu\b",
+    r"\bhoe (gaat het )?nu verder\b", r"\bwat moet(en)? (ik|we) nu\b",
 )
 
 NL_WORDS = set("""de het een en is van wat hoe wordt worden ik mijn bij voor niet zijn kan welke waarom wanneer

@@ -51,6 +51,7 @@ SYNONYMS = {
     "overerven": "inherit", "geërfd": "inherit", "overgeërfd": "inherit", "erfelijkheid": "inherit",
     "wrote": "write", "written": "write", "writes": "write", "writing": "write", "geschreven": "schrijf",
     "schrijft": "schrijf", "schrijven": "schrijf",
+    "genoomtesten": "genoomtest", "genomische": "genoomtest", "genomisch": "genoomtest",
 }
 # Questions whose key word is ambiguous in the texts ("found in lung cancer" vs "how is it found").
 EXPANSIONS = [

@@ -100,6 +100,7 @@ def test_out_of_scope(engine, q):
     "My daughter has a sarcoma. Should she have surgery or wait?",
     "Should I ask my oncologist to stop my chemo and switch to a TRK inhibitor?",
     "Moet ik mijn behandeling stoppen?",
+    "I was just diagnosed with TRK fusion cancer. What now?", "Bij mij is TRK-fusiekanker vastgesteld. Wat nu?",
 ])
 def test_advice_refers_to_the_doctor(engine, q):
     reply = engine.ask(q)
@@ -289,6 +290,7 @@ def test_dutch_answer_is_about_what_is_asked(engine, chunks, q, about):
 @pytest.mark.parametrize("q,fact,language", [
     ("Kan mijn kind het erven?", "geen erfelijke verandering", "nl"),
     ("Wordt TRK-fusiekanker overgeërfd?", "geen erfelijke verandering", "nl"),
+    ("Wat is een genomische test?", "specifieke genoomtesten", "nl"),
     ("Is TRK fusion cancer heritable?", "not inherited", "en"),
     ("Can my children inherit it?", "not inherited", "en"),
 ])
