@@ -55,6 +55,11 @@ class Document:
         return json.dumps([{"title": s.title, "ref": s.ref} for s in self.sources], ensure_ascii=False)
 
 
+# libyaml's loader when PyYAML has it (same results as safe_load, a tenth of the time: the pure-Python
+# parser was 0.19 s of a 2.6 s index build)
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _front_matter(path: Path, text: str) -> tuple[dict, str, int]:
     lines = text.splitlines()
     if not lines or lines[0].strip() != "---":
@@ -65,7 +70,7 @@ def _front_matter(path: Path, text: str) -> tuple[dict, str, int]:
     else:
         raise CorpusError(path, "front matter is not closed by a '---' line", line=1)
     try:
-        meta = yaml.safe_load("\n".join(lines[1:i]))
+        meta = yaml.load("\n".join(lines[1:i]), Loader=_YAML_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 2 if mark is not None else 1

@@ -270,7 +270,8 @@ class Retriever:
         if model is None or not tokens:
             return []
         k = min(len(rows), n * 3)
-        docs, scores = model.retrieve([tokens], k=k, show_progress=False, n_threads=1)
+        # n_threads=0: bm25s runs in this thread (with 1 it starts a thread pool for every query)
+        docs, scores = model.retrieve([tokens], k=k, show_progress=False, n_threads=0)
         out = []
         for idx, score in zip(docs[0], scores[0]):
             chunk = snapshot.chunks[rows[int(idx)]]

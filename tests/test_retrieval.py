@@ -40,3 +40,15 @@ def test_topic_words_weigh_less_than_what_is_asked(built):
 ])
 def test_dutch_terms_are_glossed_for_english_texts(dutch, english):
     assert glossed(dutch).endswith(english)
+
+
+def test_lexical_search_runs_in_the_callers_thread(engine, monkeypatch):
+    """bm25s starts a thread pool per query unless told not to: a thread per question under load."""
+    import bm25s
+
+    def no_pool(*_a, **_k):
+        raise AssertionError("bm25s started a thread pool for one query")
+
+    monkeypatch.setattr(bm25s, "ThreadPoolExecutor", no_pool)
+    found = engine.retriever.lexical(engine.snapshot(), "How is TRK fusion cancer diagnosed?", "public", "en", 5)
+    assert found and all(score > 0 for _, score in found)
