@@ -3,8 +3,9 @@
 Two backends compute the same vectors (cosine >= 0.99999 between them, tested):
 
 - ``onnx`` (default): the packaged weights exported once to ONNX (mean pooling and normalisation
-  included) and run with onnxruntime; tokenisation with the model's own ``tokenizer.json``. A query
-  takes ~3 ms here against ~11 ms through torch, and serving never imports torch.
+  included, attention and layer norms fused) and run with onnxruntime; tokenisation with the
+  model's own ``tokenizer.json``. A query takes ~6 ms here against ~15 ms through torch, and
+  serving never imports torch.
 - ``torch``: sentence-transformers, as the model is published.
 
 The export needs torch (a dependency anyway) and happens the first time the ONNX backend starts on
@@ -32,7 +33,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 BACKENDS = ("onnx", "torch")
-EXPORT_VERSION = "1"  # bump when the exported graph changes
+EXPORT_VERSION = "2"  # bump when the exported graph changes
 ONNX_BATCH = 4  # sequences per run, grouped by length: least padding (measured 1/4/8/16 here)
 
 
@@ -53,17 +54,33 @@ def _model_key(model_path: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def model_identity(model_path: Path) -> str:
+    """What the index records about the model that made its vectors, so that vectors of another
+    model are never mixed into it: the model's files, by name and size (the same on every machine,
+    unlike their times; both backends give the same vectors, so the backend is not part of it)."""
+    h = hashlib.sha1()
+    for name in ("model.safetensors", "pytorch_model.bin", "tokenizer.json", "config.json",
+                 "sentence_bert_config.json"):
+        f = model_path / name
+        if f.exists():
+            h.update(f"{name}:{f.stat().st_size}".encode())
+    return f"{model_path.name}:{h.hexdigest()[:12]}"
+
+
 def export_onnx(model_path: Path, cache_dir: Path) -> Path:
-    """The ONNX file for ``model_path`` (token ids -> unit-length mean-pooled vector); exported if missing."""
+    """The ONNX file for ``model_path`` (token ids -> unit-length mean-pooled vector), with attention
+    and layer norms fused by onnxruntime's BERT optimizer; exported if missing."""
     cache_dir = Path(cache_dir)
     target = cache_dir / f"minilm-{_model_key(model_path)}.onnx"
     if target.exists():
         return target
     import torch
+    from onnxruntime.transformers.optimizer import optimize_model
     from transformers import AutoModel, AutoTokenizer
 
     cache_dir.mkdir(parents=True, exist_ok=True)
-    bert = AutoModel.from_pretrained(str(model_path), local_files_only=True).eval()
+    # eager attention exports as plain matmuls and softmax, which the optimizer fuses into one op
+    bert = AutoModel.from_pretrained(str(model_path), local_files_only=True, attn_implementation="eager").eval()
     tok = AutoTokenizer.from_pretrained(str(model_path), local_files_only=True)
 
     class Pooled(torch.nn.Module):
@@ -92,6 +109,10 @@ def export_onnx(model_path: Path, cache_dir: Path) -> Path:
                               "embedding": {0: "batch"}},
                 opset_version=17, dynamo=False,
             )
+        # same vectors (answers identical on 875 questions), queries 10-15% faster (measured)
+        fused = optimize_model(tmp, model_type="bert", num_heads=bert.config.num_attention_heads,
+                               hidden_size=bert.config.hidden_size, opt_level=1)
+        fused.save_model_to_file(tmp)
         os.replace(tmp, target)  # atomic: a concurrent reader sees the whole file or none
     finally:
         if os.path.exists(tmp):
@@ -123,6 +144,7 @@ class MiniLMEmbeddings(Embeddings):
         self.model_path = Path(model_path) if model_path else packaged_model_path()
         self.batch_size = batch_size
         self.backend = backend
+        self.identity = model_identity(self.model_path)
         self.threads = threads or min(2, os.cpu_count() or 1)
         if backend == "torch":
             self._init_torch(threads)
@@ -239,3 +261,8 @@ def load_embedder(settings) -> MiniLMEmbeddings:
     """The embedder the settings ask for (model, backend, threads, cache)."""
     return MiniLMEmbeddings(settings.model_path, settings.embed_batch_size, settings.embed_threads,
                             settings.embed_backend, settings.embed_cache_dir)
+
+
+def settings_identity(settings) -> str:
+    """The identity of the model the settings describe, without loading it."""
+    return model_identity(Path(settings.model_path) if settings.model_path else packaged_model_path())

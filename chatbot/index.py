@@ -148,12 +148,13 @@ class Store:
     def pointer_info(self) -> dict:
         return dict(self._pointer().metadata or {})
 
-    def set_current(self, gen: str) -> None:
+    def set_current(self, gen: str, embedder: str) -> None:
+        """Point readers at ``gen``; ``embedder`` is the identity of the model that made its vectors."""
         pointer = self._pointer()
         meta = dict(pointer.metadata or {})
         pointer.modify(metadata={
             "current": gen, "previous": meta.get("current") or "",
-            "updated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "updated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "embedder": embedder,
         })
 
     def generations(self) -> set[str]:
@@ -232,12 +233,15 @@ class IndexSummary:
     previous: str = ""
     seconds: float = 0.0
     changed: bool = False
+    embedder: str = ""  # identity of the model that made the vectors
+    model_changed: bool = False  # the index was made by another model: everything embedded again
     cleaned: list[str] = field(default_factory=list)
 
     def line(self) -> str:
+        why = "; the embedding model changed, so every chunk was embedded again" if self.model_changed else ""
         return (f"{self.added} added, {self.updated} updated, {self.removed} removed, "
                 f"{self.unchanged} unchanged ({self.chunks_embedded} chunks embedded, "
-                f"{self.chunks_total} in index, {self.seconds:.1f}s)")
+                f"{self.chunks_total} in index, {self.seconds:.1f}s{why})")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -278,7 +282,12 @@ def build_index(settings: Settings, embedder, *, rebuild: bool = False, progress
     """Bring the index in line with the corpus; embeds only new text. Raises CorpusError before writing.
 
     ``embedder`` is an embedder or a zero-argument factory for one (so a no-op run loads no model).
+    Vectors are reused only from an index made by the same model (an index that does not record its
+    model counts as another); otherwise every chunk is embedded again, so one index never mixes the
+    vectors of two models.
     """
+    from chatbot.embedding import settings_identity
+
     t0 = time.perf_counter()
     report = progress or (lambda done, total, msg: None)
     docs = load_corpus(settings.corpus_dir)  # validation happens before anything is touched
@@ -287,12 +296,16 @@ def build_index(settings: Settings, embedder, *, rebuild: bool = False, progress
     with _writer_lock(settings):
         current = store.current()
         summary = IndexSummary(previous=current or "")
+        identity = getattr(embedder, "identity", None) or settings_identity(settings)
+        summary.embedder = identity
         old_gen = None
         if current and not rebuild:
             try:
                 old_gen = store.read(current)
             except IndexUnavailable:
                 old_gen = None  # unreadable: rebuild from scratch
+        summary.model_changed = old_gen is not None and store.pointer_info().get("embedder") != identity
+        reusable = None if summary.model_changed else old_gen  # whose vectors may be copied
         old = {c.id: c for c in old_gen.chunks} if old_gen else {}
         summary.added, summary.updated, summary.removed, summary.unchanged = _diff_documents(chunks, old)
         summary.chunks_total = len(chunks)
@@ -300,7 +313,7 @@ def build_index(settings: Settings, embedder, *, rebuild: bool = False, progress
         summary.cleaned = sorted(g for g in store.generations() - keep if g)
         for gen in summary.cleaned:
             store.drop(gen)
-        same = old_gen is not None and {c.id: c for c in chunks} == old
+        same = reusable is not None and {c.id: c for c in chunks} == old
         if same:
             summary.generation = current
             summary.unchanged = len({c.doc_id for c in chunks})
@@ -312,8 +325,8 @@ def build_index(settings: Settings, embedder, *, rebuild: bool = False, progress
             embedder = embedder()  # a factory: the model is loaded only when there is text to embed
         gen = dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S") + secrets.token_hex(3)
         try:
-            _write_generation(store, gen, chunks, old_gen, embedder, report, summary)
-            store.set_current(gen)
+            _write_generation(store, gen, chunks, reusable, embedder, report, summary)
+            store.set_current(gen, identity)
         except BaseException:
             store.drop(gen)
             raise

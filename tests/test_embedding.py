@@ -46,6 +46,10 @@ def test_export_is_cached_and_keyed_by_the_model(tmp_path, embedder):
     assert export_onnx(embedder.model_path, tmp_path) == first
     assert first.stat().st_mtime_ns == stamp  # reused, not exported again
     assert [p.name for p in tmp_path.iterdir()] == [first.name]  # no partial files left
+    import onnx
+
+    ops = {node.op_type for node in onnx.load(str(first)).graph.node}
+    assert {"Attention", "SkipLayerNormalization", "BiasGelu"} <= ops  # fused: one op per attention
     fresh = MiniLMEmbeddings(cache_dir=tmp_path)
     q = "What is TRK fusion cancer?"
     assert float(fresh.encode_query(q) @ embedder.encode_query(q)) > 0.99999

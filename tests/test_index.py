@@ -173,3 +173,41 @@ def test_chunks_carry_their_metadata(built):
     assert c.audience == "hcp" and c.language == "en" and c.title.startswith("Larotrectinib")
     assert c.heading and "VITRAKVI" in c.sources_json
     assert len(gen.sentences) == len(gen.sentence_embeddings) > len(gen.chunks)
+
+
+def test_vectors_of_another_model_are_never_reused(small, embedder, monkeypatch):
+    """An index made by another model (or one that does not record its model) is embedded again,
+    whole, instead of mixing two models' vectors; the same model's index is reused as before."""
+    settings, _, first = small
+    store = Store(settings)
+    assert store.pointer_info()["embedder"] == embedder.identity
+    monkeypatch.setattr(embedder, "identity", "another-model:0123456789ab")
+    summary = build_index(settings, embedder)
+    assert summary.model_changed and summary.changed
+    assert summary.chunks_embedded == summary.chunks_total == first.chunks_total
+    assert (summary.added, summary.updated, summary.removed, summary.unchanged) == (0, 0, 0, 5)
+    assert "the embedding model changed" in summary.line()
+    assert Store(settings).pointer_info()["embedder"] == "another-model:0123456789ab"
+    again = build_index(settings, embedder)
+    assert not again.changed and again.chunks_embedded == 0
+
+
+def test_an_index_that_does_not_record_its_model_is_embedded_again(small, embedder):
+    settings, _, first = small
+    store = Store(settings)
+    store.set_current(first.generation, "")  # as indexes made before the model was recorded
+    summary = build_index(settings, embedder)
+    assert summary.model_changed and summary.chunks_embedded == first.chunks_total
+    assert Store(settings).pointer_info()["embedder"] == embedder.identity
+
+
+def test_the_model_identity_follows_the_model_files(tmp_path, embedder):
+    from chatbot.embedding import model_identity, settings_identity
+
+    assert settings_identity(make_settings(tmp_path)) == embedder.identity == model_identity(embedder.model_path)
+    other = tmp_path / "model"
+    shutil.copytree(embedder.model_path, other)
+    assert model_identity(other) == embedder.identity  # the same files on another path or machine
+    with open(other / "config.json", "a") as fh:
+        fh.write(" ")
+    assert model_identity(other) != embedder.identity
