@@ -185,12 +185,13 @@ def bench(
     repeat: int = typer.Option(5, "--repeat", help="Times the dev set is asked per measurement."),
     sizes: str = typer.Option("1000,10000,100000", "--sizes", help="Padded corpus sizes for growth ('' to skip)."),
     no_baseline: bool = typer.Option(False, "--no-baseline", help="Skip the plain LangChain baseline."),
+    builds: int = typer.Option(3, "--builds", min=1, help="Full builds of each pipeline, in turn (the median is reported)."),
 ) -> None:
     """Measure cold start, per-stage latency, index build, memory, the baseline and growth."""
     from chatbot import bench as b
 
     sizes_t = tuple(int(x) for x in sizes.split(",") if x.strip())
-    result = b.run(Settings(), repeat=repeat, sizes=sizes_t, with_baseline=not no_baseline,
+    result = b.run(Settings(), repeat=repeat, sizes=sizes_t, with_baseline=not no_baseline, builds=builds,
                    log=lambda m: typer.echo(m, err=True))
     typer.echo(json.dumps(result, indent=2) if as_json else b.table(result))
 
