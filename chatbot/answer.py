@@ -188,7 +188,10 @@ class Engine:
             if policy.wants_advice(q):
                 return self._advice(snap, query, qv, lang, timings)
 
-        picked, used_lang = self._retrieve_and_pick(snap, query, qv, role, lang, timings)
+        # the clinical texts are English only: a verified HCP's clinical question in Dutch is looked up
+        # there first ("Wat is de dosering?" found the public text on who may read doses)
+        clinical = role == HCP and lang != "en" and policy.asks_clinical_data(context)
+        picked, used_lang = self._retrieve_and_pick(snap, query, qv, role, lang, timings, english_first=clinical)
         if not picked:
             return Reply(policy.NO_ANSWER, msg(lang, "no_answer"), language=lang, generation=snap.name)
         text, citations = self._render(picked)
@@ -243,16 +246,19 @@ class Engine:
         return Reply(policy.ADVICE, text, citations, language=lang, generation=snap.name)
 
     # retrieval and composition ----------------------------------------------------------------
-    def _retrieve_and_pick(self, snap, query, qv, role, lang, timings, limit=None):
+    def _retrieve_and_pick(self, snap, query, qv, role, lang, timings, limit=None, english_first=False):
         languages = [lang] + (["en"] if lang != "en" else [])
+        if english_first:
+            languages.reverse()
         for language in languages:
+            q, v = query, qv
             if language != lang:  # English texts for a Dutch question: search with English terms
-                query = glossed(query)
-                qv = self.embedder.encode_query(query)
-            hits = self.retriever.search(snap, query, qv, role, language, timings)
+                q = glossed(query)
+                v = self.embedder.encode_query(q)
+            hits = self.retriever.search(snap, q, v, role, language, timings)
             t = time.perf_counter()
-            picked = self._pick(snap, hits, query, qv, limit=limit)
-            picked = picked if self._answers(query, picked) else []
+            picked = self._pick(snap, hits, q, v, limit=limit)
+            picked = picked if self._answers(q, picked) else []
             timings["compose_ms"] = timings.get("compose_ms", 0) + (time.perf_counter() - t) * 1000
             if picked:
                 return picked, language

@@ -41,7 +41,7 @@ DOMAIN = _rx(
     r"\bihc\b", r"immunohisto", r"\bfish\b", r"\bpcr\b", r"precision medicine", r"precisiegenees",
     r"kinase", r"\bprotein", r"\beiwit", r"\breceptor", r"metasta", r"uitzaai", r"\bmasc\b", r"\besmo\b",
     r"side[- ]effect", r"bijwerking", r"adverse", r"\bhcp\b", r"healthcare professional", r"zorgprofessional",
-    r"big[- ]?(register|nummer|number)", r"\blareb\b", r"oncologist", r"\bdose\b", r"\bdosis\b",
+    r"big[- ]?(register|nummer|number)", r"\blareb\b", r"oncologist", r"\bdose\b", r"\bdosis\b", r"\bdosering(en)?\b",
     r"\bdosing\b", r"\bdosage\b", MEDICINE.pattern,
     # what patients ask about the disease itself, even without naming it
     r"\bcur(e|es|ed|able|ing)\b", r"\bgene(zen|est|zing|esbaar)\b", r"prognos", r"life expectancy",
@@ -260,6 +260,12 @@ def asks_hcp_content(texts: list[str]) -> bool:
     if _any(SAFETY, all_variants) and not any(wants_advice(t) for t in texts):
         return True
     return _any(HCP_TOPIC, all_variants)
+
+
+def asks_clinical_data(texts: list[str]) -> bool:
+    """Doses, efficacy, safety, testing algorithms, resistance ...: what only the (English) HCP texts
+    hold. Naming a medicine alone is not enough ("Hoe werkt larotrectinib?")."""
+    return _any(HCP_TOPIC, [DRUGS.sub(" ", t) for t in texts])
 
 
 def in_domain(texts: list[str]) -> bool:

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from chatbot import policy
 from chatbot.answer import Engine
 from chatbot.index import Store
 
@@ -375,3 +376,14 @@ def test_engine_picks_up_a_new_generation(tmp_path, embedder, corpus_copy):
     assert eng.snapshot().name == summary.generation != first
     reply = eng.ask("Should brothers and sisters be tested?")
     assert "Brothers and sisters are not tested as a rule." in reply.answer
+
+
+@pytest.mark.parametrize("q", ["What is the dose?", "Wat is de dosering?", "Welke dosis?"])
+def test_a_dose_question_without_a_medicine(engine, q):
+    """Public: the dose is HCP-only in either language (the Dutch question was 'out of scope').
+    HCP: an answer whose every dose says which medicine it is for."""
+    assert engine.ask(q).kind == "hcp_only"
+    reply = engine.ask(q, role="hcp")
+    assert reply.kind == "answer", reply.answer
+    doses = [s for c in reply.citations for s in c.sentences if "mg" in s]
+    assert doses and all(policy.drugs_in(s) for s in doses), doses

@@ -115,3 +115,16 @@ def test_every_section_opens_on_its_own():
     opening = {c.id: (split_sentences(c.text) or [""])[0] for c in chunks}
     leaning_sections = {cid: s for cid, s in opening.items() if leaning.match(s)}
     assert chunks and not leaning_sections, leaning_sections
+
+
+def test_every_dose_names_its_medicine():
+    """A dose is quoted sentence by sentence, next to doses of other medicines ("What is the dose?"):
+    each sentence that gives one says which medicine it is for."""
+    from chatbot.chunking import chunk_corpus, split_sentences
+    from chatbot.policy import DRUGS
+
+    dose = re.compile(r"\bdos(e|es|ing|age|is|ering)\b.*\d\s?mg|\d\s?mg.*\bdos(e|es|ing|age|is|ering)\b", re.IGNORECASE)
+    chunks = chunk_corpus(load_corpus(CORPUS), 900, 0)
+    doses = [s for c in chunks for s in split_sentences(c.text) if dose.search(s)]
+    assert len(doses) >= 4  # larotrectinib (adults, children, reductions), entrectinib, repotrectinib
+    assert [s for s in doses if not DRUGS.search(s)] == []
