@@ -162,17 +162,15 @@ def compare_builds(settings: Settings, embedder, baseline: Baseline | None, root
     """Full builds of ours and of the baseline, alternating, each into a fresh directory, after
     both pipelines and Chroma have run once (first-use costs belong to neither build: Chroma's first
     client in a process costs ~0.4 s, torch's and onnxruntime's first runs allocate).
-    Returns (our summaries, our seconds, baseline seconds)."""
+    Returns (our summaries, the baseline's seconds)."""
     Store(_settings_in(settings, root / "warm"))
     embedder.encode(["warm up", "warm up again"])
-    summaries, seconds, base = [], [], []
+    summaries, base = [], []
     for n in range(runs):
-        summary = build_index(_settings_in(settings, root / f"ours{n}"), embedder)
-        summaries.append(summary)
-        seconds.append(summary.seconds)
+        summaries.append(build_index(_settings_in(settings, root / f"ours{n}"), embedder))
         if baseline is not None:
             base.append(baseline.build(root / f"base{n}"))
-    return summaries, seconds, base
+    return summaries, base
 
 
 def pad_generation(store: Store, source_gen: str, target: int, seed: int = 7) -> str:
@@ -252,7 +250,8 @@ def run(settings: Settings, repeat: int = 5, sizes: tuple[int, ...] = (1_000, 10
         out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         base = Baseline(settings) if with_baseline else None
         log("full builds, ours and the baseline's in turn ...")
-        summaries, seconds, base_builds = compare_builds(settings, embedder, base, root, runs=builds)
+        summaries, base_builds = compare_builds(settings, embedder, base, root, runs=builds)
+        seconds = [s.seconds for s in summaries]
         noop = build_index(ours, embedder)
         build_s = _median(seconds)
         tokens = embedded_tokens(our_embedded_texts(ours))

@@ -294,7 +294,8 @@ def build_index(settings: Settings, embedder, *, rebuild: bool = False, progress
     chunks = chunk_corpus(docs, settings.chunk_size, settings.chunk_overlap)
     store = store or _open_for_writing(settings, rebuild)
     with _writer_lock(settings):
-        current = store.current()
+        pointer = store.pointer_info()
+        current = pointer.get("current") or None
         summary = IndexSummary(previous=current or "")
         identity = getattr(embedder, "identity", None) or settings_identity(settings)
         summary.embedder = identity
@@ -304,12 +305,12 @@ def build_index(settings: Settings, embedder, *, rebuild: bool = False, progress
                 old_gen = store.read(current)
             except IndexUnavailable:
                 old_gen = None  # unreadable: rebuild from scratch
-        summary.model_changed = old_gen is not None and store.pointer_info().get("embedder") != identity
+        summary.model_changed = old_gen is not None and pointer.get("embedder") != identity
         reusable = None if summary.model_changed else old_gen  # whose vectors may be copied
         old = {c.id: c for c in old_gen.chunks} if old_gen else {}
         summary.added, summary.updated, summary.removed, summary.unchanged = _diff_documents(chunks, old)
         summary.chunks_total = len(chunks)
-        keep = {current, store.pointer_info().get("previous")}
+        keep = {current, pointer.get("previous")}
         summary.cleaned = sorted(g for g in store.generations() - keep if g)
         for gen in summary.cleaned:
             store.drop(gen)
