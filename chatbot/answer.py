@@ -31,7 +31,7 @@ GENERIC = set("""trk ntrk fusion cancer kanker tumour tumor gene gen fusiekanker
 ntrk-genfusie get only tell know please explain mean means kind type people someone thing about
 give information info informatie geef geeft geven weten vertel uitleg iemand mensen soort graag
 does happen treat behandel diagnos test doctor arts patient patiënt body lichaam
-often usually commonly mostly generally typically frequently normally actually exactly meestal gewoonlijk""".split())
+often usually commonly mostly generally typically frequently normally actually exactly meestal gewoonlijk whether show shows showed""".split())
 # who a question is about; an answer must speak of the same people (word forms as `tokenize` gives them)
 _POPULATIONS = [
     {"child", "kind", "paediatric", "pediatric", "infant", "infantile", "baby", "babie", "adolescent",

@@ -58,6 +58,10 @@ EXPANSIONS = [
     (re.compile(r"\bhow\b.{0,40}\b(found|find|detect\w*|identif\w*|spot\w*|discover\w*|know)\b", re.IGNORECASE),
      "diagnosed with genomic tests"),
     (re.compile(r"\bhoe\b.{0,40}\b(gevonden|vinden|ontdekt|opgespoord|weten)\b", re.IGNORECASE), "vastgesteld met een test"),
+    # "how does larotrectinib work?": the texts say what a medicine blocks, not how it "works"
+    (re.compile(r"\bhow\s+(?:does|do|did)\b.{0,40}\bwork\b|\bmechanisms?\s+of\s+action\b", re.IGNORECASE),
+     "mechanism: blocks the TRK fusion kinase"),
+    (re.compile(r"\bhoe\s+werk(?:t|en)\b|\bwerkingsmechanisme\b", re.IGNORECASE), "werkingsmechanisme: blokkeert"),
     # "what does NTRK mean?": the texts say what a name stands for (an abbreviation, in capitals)
     (re.compile(r"\b[Ww]hat\s+(?:does|do|is)\s+(?:the\s+)?[A-Z]{2,}[\w-]*\s+(?:mean|stand\s+for)\b"),
      "names stands for"),
@@ -85,7 +89,8 @@ NL_EN = {
     "goedgekeurd": "approved", "zwangerschap": "pregnancy", "lever": "liver", "kanker": "cancer",
     "genfusie": "gene fusion", "tumoren": "tumours", "tumor": "tumour", "eenmaal": "once",
     "tweemaal": "twice", "daags": "daily", "per": "per", "dag": "day", "remmer": "inhibitor",
-    "remmers": "inhibitors", "volgende": "next", "generatie": "generation",
+    "remmers": "inhibitors", "volgende": "next", "generatie": "generation", "blokkeert": "blocks",
+    "werkingsmechanisme": "mechanism",
 }
 
 

@@ -387,3 +387,35 @@ def test_a_dose_question_without_a_medicine(engine, q):
     assert reply.kind == "answer", reply.answer
     doses = [s for c in reply.citations for s in c.sentences if "mg" in s]
     assert doses and all(policy.drugs_in(s) for s in doses), doses
+
+
+@pytest.mark.parametrize("q, lang", [
+    ("What does a positive test mean for me?", "en"),
+    ("My test came back positive for an NTRK fusion. What does that mean?", "en"),
+    ("Wat betekent een positieve test voor mij?", "nl"),
+])
+def test_what_a_positive_test_result_means(engine, q, lang):
+    """A patient's first question after the result (it was 'out of scope', then 'I don't know'):
+    answered from the public text on what a positive result means, in the patient's language."""
+    reply = engine.ask(q)
+    assert reply.kind == "answer", reply.answer
+    assert reply.language == lang
+    top = reply.citations[0]
+    assert top.audience == "public" and top.language == lang
+    assert "NTRK" in reply.answer and ("TRK inhibitor" in reply.answer or "TRK-remmer" in reply.answer)
+
+
+@pytest.mark.parametrize("q, drug", [
+    ("How does larotrectinib work?", "larotrectinib"),
+    ("What is the mechanism of action of entrectinib?", "entrectinib"),
+    ("Hoe werkt larotrectinib?", "larotrectinib"),
+])
+def test_how_a_medicine_works(engine, q, drug):
+    """HCP: the mechanism of the medicine asked about (the larotrectinib question was answered with
+    its CYP3A4 interactions). Public: a medicine by name stays HCP-only."""
+    assert engine.ask(q).kind == "hcp_only"
+    reply = engine.ask(q, role="hcp")
+    assert reply.kind == "answer", reply.answer
+    top = reply.citations[0]
+    assert top.heading.endswith("Mechanism") and drug in top.title.lower(), top
+    assert "blocks the TRK fusion kinase" in reply.answer
