@@ -58,6 +58,10 @@ EXPANSIONS = [
     (re.compile(r"\bhow\b.{0,40}\b(found|find|detect\w*|identif\w*|spot\w*|discover\w*|know)\b", re.IGNORECASE),
      "diagnosed with genomic tests"),
     (re.compile(r"\bhoe\b.{0,40}\b(gevonden|vinden|ontdekt|opgespoord|weten)\b", re.IGNORECASE), "vastgesteld met een test"),
+    # "found together with KRAS mutations?": the texts speak of other oncogenic drivers
+    (re.compile(r"^(?=.*\b(?:together|alongside|co-?occur\w*|coexist\w*|concurrent\w*|at the same time)\b)"
+                r"(?=.*\b(?:mutations?|drivers?|alterations?|KRAS|EGFR|BRAF|ALK|ROS1)\b)", re.IGNORECASE),
+     "mutually exclusive of other oncogenic drivers"),
     # "how does larotrectinib work?": the texts say what a medicine blocks, not how it "works"
     (re.compile(r"\bhow\s+(?:does|do|did)\b.{0,40}\bwork\b|\bmechanisms?\s+of\s+action\b", re.IGNORECASE),
      "mechanism: blocks the TRK fusion kinase"),

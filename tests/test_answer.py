@@ -419,3 +419,14 @@ def test_how_a_medicine_works(engine, q, drug):
     top = reply.citations[0]
     assert top.heading.endswith("Mechanism") and drug in top.title.lower(), top
     assert "blocks the TRK fusion kinase" in reply.answer
+
+
+@pytest.mark.parametrize("q", ["Are NTRK fusions found together with KRAS mutations?",
+                               "Can a tumour have an NTRK fusion and an EGFR mutation at the same time?"])
+def test_another_driver_in_the_same_tumour(engine, q):
+    """Mutual exclusivity is HCP-only (the seed page marks it so): public callers are told so; an HCP
+    gets the mutual-exclusivity passage first (it got fusion biology, then tumour frequencies)."""
+    assert engine.ask(q).kind == "hcp_only"
+    reply = engine.ask(q, role="hcp")
+    assert reply.kind == "answer", reply.answer
+    assert reply.citations[0].heading.endswith("Mutual exclusivity with other oncogenic drivers")
