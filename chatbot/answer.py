@@ -37,6 +37,11 @@ _POPULATIONS = [
     {"child", "kind", "paediatric", "pediatric", "infant", "infantile", "baby", "babie", "adolescent",
      "zuigeling", "zuigelingen"},
     {"adult", "volwassen", "volwassene"},
+    # what a positive result means is not what a negative one means
+    {"positive", "positief", "positieve"},
+    {"negative", "negatief", "negatieve"},
+    # nor is whether it can be cured answered by the list of treatments
+    {"cure", "cured", "cures", "curable", "genezen", "geneesbaar", "genezing"},
 ]
 _DIGIT = re.compile(r"\d")
 _ASKING = re.compile(r"\b(ask|questions?|vragen|vraag)\b", re.IGNORECASE)

@@ -63,7 +63,8 @@ EXPANSIONS = [
                 r"(?=.*\b(?:mutations?|drivers?|alterations?|KRAS|EGFR|BRAF|ALK|ROS1)\b)", re.IGNORECASE),
      "mutually exclusive of other oncogenic drivers"),
     # "how does larotrectinib work?": the texts say what a medicine blocks, not how it "works"
-    (re.compile(r"\bhow\s+(?:does|do|did)\b.{0,40}\bwork\b|\bmechanisms?\s+of\s+action\b", re.IGNORECASE),
+    (re.compile(r"\bhow\s+(?:does|do|did)\b.{0,40}\bwork\b|\bmechanisms?\s+of\s+(?!resistance)\w|\bmode\s+of\s+action\b",
+                re.IGNORECASE),
      "mechanism: blocks the TRK fusion kinase"),
     (re.compile(r"\bhoe\s+werk(?:t|en)\b|\bwerkingsmechanisme\b", re.IGNORECASE), "werkingsmechanisme: blokkeert"),
     # "what does NTRK mean?": the texts say what a name stands for (an abbreviation, in capitals)

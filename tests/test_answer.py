@@ -430,3 +430,16 @@ def test_another_driver_in_the_same_tumour(engine, q):
     reply = engine.ask(q, role="hcp")
     assert reply.kind == "answer", reply.answer
     assert reply.citations[0].heading.endswith("Mutual exclusivity with other oncogenic drivers")
+
+
+@pytest.mark.parametrize("q", ["What does a negative test result mean?", "Wat betekent een negatieve uitslag?"])
+def test_a_negative_result_is_not_answered_with_what_a_positive_one_means(engine, q):
+    """The texts say what a positive result means, nothing about a negative one: "I don't know"."""
+    assert engine.ask(q).kind == "no_answer"
+
+
+@pytest.mark.parametrize("q", ["Can TRK fusion cancer be cured?", "Is TRK-fusiekanker te genezen?"])
+def test_whether_it_can_be_cured_is_not_answered_with_the_treatments(engine, q):
+    """The texts do not say whether it can be cured ("Is there a cure?" gets "I don't know"); naming the
+    disease made the treatment passage similar enough to be given as if it answered."""
+    assert engine.ask(q).kind == "no_answer"
