@@ -32,8 +32,9 @@ ntrk-genfusie get only tell know please explain mean means kind type people some
 give information info informatie geef geeft geven weten vertel uitleg iemand mensen soort graag
 does happen treat behandel diagnos test doctor arts patient patiënt body lichaam
 often usually commonly mostly generally typically frequently normally actually exactly meestal gewoonlijk whether show shows showed""".split())
-# who a question is about; an answer must speak of the same people (word forms as `tokenize` gives them)
-_POPULATIONS = [
+# words an answer must share with the question when it has them: who it is about (adults, children),
+# which result, whether it can be cured, resistance (word forms as `tokenize` gives them)
+_MUST_MATCH = [
     {"child", "kind", "paediatric", "pediatric", "infant", "infantile", "baby", "babie", "adolescent",
      "zuigeling", "zuigelingen"},
     {"adult", "volwassen", "volwassene"},
@@ -42,8 +43,11 @@ _POPULATIONS = [
     {"negative", "negatief", "negatieve"},
     # nor is whether it can be cured answered by the list of treatments
     {"cure", "cured", "cures", "curable", "genezen", "geneesbaar", "genezing"},
+    # nor how resistance arises by a medicine's interactions with CYP3A4 inhibitors
+    {"resistance", "resistant", "resistentie", "resistent"},
 ]
 _DIGIT = re.compile(r"\d")
+CLASS_NAME = {"en": "TRK inhibitors", "nl": "TRK-remmers"}  # the medicines as a class, for a second search
 _ASKING = re.compile(r"\b(ask|questions?|vragen|vraag)\b", re.IGNORECASE)
 # a sentence that opens like this leans on the one before it ("It can include surgery ...")
 _REFERS = re.compile(r"(It|Its|They|Their|These|This|Those|That|Such|Both|Het|Dit|Deze|Die|Dat|Ze|Zij|Hun|Zo'n|Beide)\b")
@@ -255,21 +259,36 @@ class Engine:
         languages = [lang] + (["en"] if lang != "en" else [])
         if english_first:
             languages.reverse()
-        for language in languages:
-            q, v = query, qv
-            if language != lang:  # English texts for a Dutch question: search with English terms
-                q = glossed(query)
-                v = self.embedder.encode_query(q)
-            hits = self.retriever.search(snap, q, v, role, language, timings)
-            t = time.perf_counter()
-            picked = self._pick(snap, hits, q, v, limit=limit)
-            picked = picked if self._answers(q, picked) else []
-            timings["compose_ms"] = timings.get("compose_ms", 0) + (time.perf_counter() - t) * 1000
-            if picked:
-                return picked, language
+        drugs = policy.drugs_in(query)
+        # a question about a medicine is first looked up in that medicine's passages, in either
+        # language; then in what holds for TRK inhibitors as a class ("How does resistance to
+        # larotrectinib develop?": the class passages were crowded out), still never in passages
+        # about another medicine
+        for as_class in ([False, True] if drugs else [False]):
+            for language in languages:
+                q, v = query, qv
+                if as_class:
+                    q = policy.DRUGS.sub(CLASS_NAME[lang], q)
+                if language != lang:  # English texts for a Dutch question: search with English terms
+                    q = glossed(q)
+                if q != query:
+                    v = self.embedder.encode_query(q)
+                picked = self._search_and_pick(snap, q, v, role, language, timings, limit,
+                                               drugs if as_class else None)
+                if picked:
+                    return picked, language
         return [], lang
 
-    def _pick(self, snap: Snapshot, hits: list[Hit], query: str, qv, limit: int | None = None) -> list[Picked]:
+    def _search_and_pick(self, snap, q, v, role, language, timings, limit, drugs=None) -> list[Picked]:
+        hits = self.retriever.search(snap, q, v, role, language, timings)
+        t = time.perf_counter()
+        picked = self._pick(snap, hits, q, v, limit=limit, drugs=drugs)
+        picked = picked if self._answers(q, picked) else []
+        timings["compose_ms"] = timings.get("compose_ms", 0) + (time.perf_counter() - t) * 1000
+        return picked
+
+    def _pick(self, snap: Snapshot, hits: list[Hit], query: str, qv, limit: int | None = None,
+              drugs: set[str] | None = None) -> list[Picked]:
         """The sentences that best answer the query, from the one to three most relevant passages."""
         limit = limit or self.settings.max_sentences
         asked = {forms[0]: set(forms) for forms in words(query)}
@@ -289,7 +308,7 @@ class Engine:
             return sum(weight[w] * len(forms & toks) / len(forms) for w, forms in specific.items()) / total
 
         wants_questions = bool(_ASKING.search(query))
-        asked_drugs = policy.drugs_in(query)
+        asked_drugs = policy.drugs_in(query) if drugs is None else drugs
         # dense similarity is weaker outside English, so lexical evidence weighs more there
         lex_w, head_w = (0.4, 0.2) if policy.detect_language(query) == "nl" else (0.15, 0.1)
         cands: list[Picked] = []
@@ -298,8 +317,9 @@ class Engine:
             if not rows:
                 continue
             chunk_drugs = policy.drugs_in(f"{hit.chunk.title} {hit.chunk.text}")
-            if asked_drugs and not asked_drugs & chunk_drugs:
-                continue  # a passage that is not about the medicine asked for does not answer it
+            if asked_drugs and chunk_drugs and not asked_drugs & chunk_drugs:
+                continue  # a passage about another medicine does not answer it (one about none may:
+                # what holds for TRK inhibitors as a class, such as how resistance to them arises)
             sims = snap.sent_emb[rows] @ qv
             heading = share(f"{hit.chunk.title} {hit.chunk.heading}")
             prior = 0.04 * (len(hits) - hit.rank) / max(1, len(hits)) + head_w * heading
@@ -352,7 +372,7 @@ class Engine:
         for p in picked:
             text_tokens.update(tokenize(f"{p.text} {p.hit.chunk.title} {p.hit.chunk.heading}"))
         asked = set(q_tokens)
-        for group in _POPULATIONS:  # "for children?" is not answered by what holds for adults
+        for group in _MUST_MATCH:  # "for children?" is not answered by what holds for adults
             if asked & group and not text_tokens & group:
                 return False
 

@@ -443,3 +443,24 @@ def test_whether_it_can_be_cured_is_not_answered_with_the_treatments(engine, q):
     """The texts do not say whether it can be cured ("Is there a cure?" gets "I don't know"); naming the
     disease made the treatment passage similar enough to be given as if it answered."""
     assert engine.ask(q).kind == "no_answer"
+
+
+@pytest.mark.parametrize("q, drug", [("How does resistance to larotrectinib develop?", "larotrectinib"),
+                                     ("Which resistance mutations occur with entrectinib?", "entrectinib")])
+def test_what_holds_for_the_class_answers_a_question_about_one_medicine(engine, q, drug):
+    """The resistance texts speak of first-generation TRK inhibitors, not of larotrectinib by name: the
+    larotrectinib question got its CYP3A4 interactions, the entrectinib one "I don't know"."""
+    reply = engine.ask(q, role="hcp")
+    assert reply.kind == "answer", reply.answer
+    assert reply.citations and all(c.doc_id == "hcp-resistance-mechanisms" for c in reply.citations), reply.citations
+    assert "CYP3A4" not in reply.answer
+
+
+@pytest.mark.parametrize("q", ["What is the dose of larotrectinib in pregnancy?", "What is the entrectinib dose for babies?",
+                               "How long is repotrectinib taken after a meal?"])
+def test_the_second_search_for_the_class_never_gives_another_medicines_passage(engine, q):
+    asked = policy.drugs_in(q)
+    reply = engine.ask(q, role="hcp")
+    for c in reply.citations:
+        named = policy.drugs_in(f"{c.title} {c.quote}")
+        assert not named or named & asked, (q, c.title)
