@@ -46,6 +46,9 @@ _MUST_MATCH = [
     # nor how resistance arises by a medicine's interactions with CYP3A4 inhibitors
     {"resistance", "resistant", "resistentie", "resistent"},
 ]
+# nor what happens when a medicine is stopped by what happens while it is taken; but "Should I stop
+# my chemotherapy?" is a request for advice, whose general information need not speak of stopping
+_STOPPING = {"stop", "stops", "stopped", "stopping", "discontinue", "discontinued", "discontinuation", "withdrawal"}
 _DIGIT = re.compile(r"\d")
 CLASS_NAME = {"en": "TRK inhibitors", "nl": "TRK-remmers"}  # the medicines as a class, for a second search
 _ASKING = re.compile(r"\b(ask|questions?|vragen|vraag)\b", re.IGNORECASE)
@@ -372,7 +375,8 @@ class Engine:
         for p in picked:
             text_tokens.update(tokenize(f"{p.text} {p.hit.chunk.title} {p.hit.chunk.heading}"))
         asked = set(q_tokens)
-        for group in _MUST_MATCH:  # "for children?" is not answered by what holds for adults
+        groups = _MUST_MATCH if policy.wants_advice(query) else [*_MUST_MATCH, _STOPPING]
+        for group in groups:  # "for children?" is not answered by what holds for adults
             if asked & group and not text_tokens & group:
                 return False
 

@@ -464,3 +464,11 @@ def test_the_second_search_for_the_class_never_gives_another_medicines_passage(e
     for c in reply.citations:
         named = policy.drugs_in(f"{c.title} {c.quote}")
         assert not named or named & asked, (q, c.title)
+
+
+def test_what_happens_when_a_medicine_is_stopped(engine):
+    """Withdrawal pain is in the class text on on-target effects; the medicine's own passages gave its
+    CNS adverse reactions while it is taken."""
+    reply = engine.ask("What happens when larotrectinib is stopped?", role="hcp")
+    assert reply.kind == "answer", reply.answer
+    assert reply.citations[0].doc_id == "hcp-on-target-effects" and "withdrawal pain" in reply.answer
