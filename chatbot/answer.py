@@ -190,7 +190,11 @@ class Engine:
         timings["embed_ms"] = (time.perf_counter() - t) * 1000
         sims = self.retriever.best_similarity(snap, qv)
 
-        if not policy.in_domain(context) and max(sims.values()) < self.settings.out_of_scope_score:
+        # an HCP's clinical question is in scope by its words ("What does the Japanese guideline
+        # recommend?" was out of scope by its similarity)
+        clinical_words = role == HCP and policy.asks_hcp_content(context)
+        if not policy.in_domain(context) and not clinical_words \
+                and max(sims.values()) < self.settings.out_of_scope_score:
             return Reply(policy.OUT_OF_SCOPE, msg(lang, "out_of_scope"), language=lang, generation=snap.name)
 
         if role != HCP:

@@ -136,7 +136,10 @@ ADVICE_RX = _rx(
     r"\bis it (safe|ok|okay|wise|better) (for (me|my|him|her|us)|to)\b", r"\bwhat should (i|we)\b",
     r"\bdo (i|we) need\b", r"\bwould you recommend\b", r"\brecommend\b.{0,20}\b(me|my|for)\b",
     r"\b(right|best|suitable) (choice |option |treatment )?for (me|my|him|her|us)\b",
-    r"\b(moet|zou|mag|kan) (ik|wij|we|mijn)\b", r"\bwat moet ik\b", r"\braad\w*\b.{0,20}\baan\b",
+    r"\b(moet|zou|mag) (ik|wij|we|mijn)\b", r"\bkan mijn\b",
+    # "kan ik ... stoppen?" asks for advice; "Waar kan ik een bijwerking melden?" asks where
+    r"\bkan (ik|wij|we)\b.{0,30}\b(stoppen|minderen|verminderen|verlagen|verhogen|overslaan|"
+    r"veranderen|wisselen|overstappen|innemen|nemen|verdubbelen|halveren|weigeren|vermijden|proberen|krijgen)\b", r"\bwat moet ik\b", r"\braad\w*\b.{0,20}\baan\b",
     r"\bgeschikt voor (mij|mijn|ons)\b", r"\bin my (case|situation)\b", r"\bmijn situatie\b",
     r"\bwhat (now|next)\b", r"\bwhat happens (to me )?now\b", r"\bwhat do (i|we) do now\b", r"\bwat nu\b",
     r"\bhoe (gaat het )?nu verder\b", r"\bwat moet(en)? (ik|we) nu\b",

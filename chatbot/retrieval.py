@@ -62,6 +62,9 @@ EXPANSIONS = [
     (re.compile(r"^(?=.*\b(?:together|alongside|co-?occur\w*|coexist\w*|concurrent\w*|at the same time)\b)"
                 r"(?=.*\b(?:mutations?|drivers?|alterations?|KRAS|EGFR|BRAF|ALK|ROS1)\b)", re.IGNORECASE),
      "mutually exclusive of other oncogenic drivers"),
+    # abbreviations the texts spell out
+    (re.compile(r"\bNSCLC\b"), "non-small cell lung cancer"),
+    (re.compile(r"\bCRC\b"), "colorectal cancer"),
     # "how does larotrectinib work?": the texts say what a medicine blocks, not how it "works"
     (re.compile(r"\bhow\s+(?:does|do|did)\b.{0,40}\bwork\b|\bmechanisms?\s+of\s+(?!resistance)\w|\bmode\s+of\s+action\b",
                 re.IGNORECASE),

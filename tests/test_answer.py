@@ -472,3 +472,24 @@ def test_what_happens_when_a_medicine_is_stopped(engine):
     reply = engine.ask("What happens when larotrectinib is stopped?", role="hcp")
     assert reply.kind == "answer", reply.answer
     assert reply.citations[0].doc_id == "hcp-on-target-effects" and "withdrawal pain" in reply.answer
+
+
+@pytest.mark.parametrize("q, text", [
+    ("What does the Japanese guideline recommend?", "validated NGS"),
+    ("What is the frequency of NTRK fusions in NSCLC?", "0.17% in non-small cell lung cancer"),
+])
+def test_an_hcps_clinical_question_is_in_scope_by_its_words(engine, q, text):
+    """Both were 'out of scope' for a verified HCP: the guideline question by its low similarity to any
+    passage, the NSCLC one answered with all solid tumours (the texts spell the abbreviation out)."""
+    reply = engine.ask(q, role="hcp")
+    assert reply.kind == "answer" and text in reply.answer, reply.answer
+    public = engine.ask(q)  # refused, or answered from the public texts alone
+    assert public.kind in ("hcp_only", "out_of_scope", "answer")
+    assert all(c.audience == "public" for c in public.citations) and text not in public.answer
+
+
+def test_asking_where_to_report_is_not_asking_for_advice(engine):
+    """"Waar kan ik een bijwerking melden?" was taken for a request for personal advice ("kan ik")."""
+    reply = engine.ask("Waar kan ik een bijwerking melden?")
+    assert reply.kind == "answer" and "Lareb" in reply.answer, reply.answer
+    assert engine.ask("Kan ik stoppen met mijn medicijn?").kind == "advice"
