@@ -280,8 +280,8 @@ class Engine:
                     q = glossed(q)
                 if q != query:
                     v = self.embedder.encode_query(q)
-                picked = self._search_and_pick(snap, q, v, role, language, timings, limit,
-                                               drugs if as_class else None)
+                # the medicines asked about, also once the class name stands in for them
+                picked = self._search_and_pick(snap, q, v, role, language, timings, limit, drugs)
                 if picked:
                     return picked, language
         return [], lang

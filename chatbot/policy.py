@@ -139,7 +139,8 @@ ADVICE_RX = _rx(
     r"\b(moet|zou|mag) (ik|wij|we|mijn)\b", r"\bkan mijn\b",
     # "kan ik ... stoppen?" asks for advice; "Waar kan ik een bijwerking melden?" asks where
     r"\bkan (ik|wij|we)\b.{0,30}\b(stoppen|minderen|verminderen|verlagen|verhogen|overslaan|"
-    r"veranderen|wisselen|overstappen|innemen|nemen|verdubbelen|halveren|weigeren|vermijden|proberen|krijgen)\b", r"\bwat moet ik\b", r"\braad\w*\b.{0,20}\baan\b",
+    r"veranderen|wisselen|overstappen|innemen|nemen|verdubbelen|halveren|weigeren|vermijden|proberen|krijgen)\b",
+    r"\bwat moet ik\b", r"\braad\w*\b.{0,20}\baan\b",
     r"\bgeschikt voor (mij|mijn|ons)\b", r"\bin my (case|situation)\b", r"\bmijn situatie\b",
     r"\bwhat (now|next)\b", r"\bwhat happens (to me )?now\b", r"\bwhat do (i|we) do now\b", r"\bwat nu\b",
     r"\bhoe (gaat het )?nu verder\b", r"\bwat moet(en)? (ik|we) nu\b",
