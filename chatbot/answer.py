@@ -53,7 +53,8 @@ _DIGIT = re.compile(r"\d")
 CLASS_NAME = {"en": "TRK inhibitors", "nl": "TRK-remmers"}  # the medicines as a class, for a second search
 _ASKING = re.compile(r"\b(ask|questions?|vragen|vraag)\b", re.IGNORECASE)
 # a sentence that opens like this leans on the one before it ("It can include surgery ...")
-_REFERS = re.compile(r"(It|Its|They|Their|These|This|Those|That|Such|Both|Het|Dit|Deze|Die|Dat|Ze|Zij|Hun|Zo'n|Beide)\b")
+_REFERS = re.compile(r"(It|Its|They|Their|These|This|Those|That|Such|Both|Het|Dit|Deze|Die|Dat|Ze|Zij|Hun|Zo'n|Beide)\b"
+                     r"|(\S+ ){1,4}then\b")  # "The fused gene then makes ...": the step before it
 
 
 @dataclass
@@ -198,17 +199,26 @@ class Engine:
             return Reply(policy.OUT_OF_SCOPE, msg(lang, "out_of_scope"), language=lang, generation=snap.name)
 
         if role != HCP:
-            semantic = sims[HCP] >= 0.55 and sims[HCP] - sims[PUBLIC] >= 0.15
-            if policy.asks_hcp_content(context) or semantic:
+            if policy.asks_hcp_content(context):
                 return self._refusal(snap, query, qv, lang, timings)
+            # a request for personal advice gets the advice reply (public texts and "ask your
+            # doctor") unless its words ask for HCP content; its closeness to HCP texts alone
+            # does not make it a request for them ("What should I do if I get side effects?")
             if policy.wants_advice(q):
                 return self._advice(snap, query, qv, lang, timings)
+            if sims[HCP] >= 0.55 and sims[HCP] - sims[PUBLIC] >= 0.15:
+                return self._refusal(snap, query, qv, lang, timings)
 
         # the clinical texts are English only: a verified HCP's clinical question in Dutch is looked up
         # there first ("Wat is de dosering?" found the public text on who may read doses)
         clinical = role == HCP and lang != "en" and policy.asks_clinical_data(context)
         picked, used_lang = self._retrieve_and_pick(snap, query, qv, role, lang, timings, english_first=clinical)
         if not picked:
+            # nothing answers it and it has none of the topic's words: out of scope. Similarity
+            # alone cannot tell that of a Dutch question (the model is English: "Wie wint de Tour
+            # de France?" is as close to the Dutch texts as "Is het erfelijk?")
+            if not policy.in_domain(context) and not clinical_words:
+                return Reply(policy.OUT_OF_SCOPE, msg(lang, "out_of_scope"), language=lang, generation=snap.name)
             return Reply(policy.NO_ANSWER, msg(lang, "no_answer"), language=lang, generation=snap.name)
         text, citations = self._render(picked)
         if self.llm is not None:

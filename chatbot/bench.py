@@ -41,12 +41,12 @@ def embedded_tokens(texts: list[str]) -> int:
 
 
 def our_embedded_texts(settings: Settings) -> list[str]:
-    """What a full build of ours embeds: every passage, and every sentence with its title and section."""
-    from chatbot.chunking import chunk_corpus, split_sentences
+    """What a full build of ours embeds: every sentence with its title and section."""
+    from chatbot.chunking import chunk_corpus
+    from chatbot.index import embedded_texts
 
     chunks = chunk_corpus(load_corpus(settings.corpus_dir), settings.chunk_size, settings.chunk_overlap)
-    return [c.embed_text() for c in chunks] + [c.sentence_embed_text(s) for c in chunks
-                                               for s in split_sentences(c.text)]
+    return embedded_texts(chunks)
 
 
 def _settings_in(settings: Settings, root: Path, **kw) -> Settings:

@@ -32,6 +32,8 @@ def test_answer_is_composed_from_cited_corpus_sentences(engine, chunks):
     reply = engine.ask("What is TRK fusion cancer?")
     assert reply.kind == "answer"
     assert "NTRK" in reply.answer and "fus" in reply.answer
+    # "The fused gene then makes ..." leans on the sentence before it, which comes with it
+    assert 'Sometimes an NTRK gene joins, or "fuses", with an unrelated gene. [2] The fused gene then' in reply.answer
     assert_cited(reply, chunks)
     assert all(c.audience == "public" and c.sources for c in reply.citations)
     assert reply.timings["total_ms"] > 0 and reply.generation
@@ -90,7 +92,8 @@ def test_asking_about_side_effects_is_not_reporting_one(engine):
 @pytest.mark.parametrize("q", [
     "Who won the football world cup in 2022?", "Can you give me a recipe for apple pie?",
     "What is the weather in Amsterdam?", "Write a Python function that sorts a list.",
-    "Wie wint de Tour de France?",
+    "Wie wint de Tour de France?", "Hoe laat vertrekt de trein naar Utrecht?", "Hoe maak ik pannenkoeken?",
+    "Wat is de hoofdstad van Frankrijk?",
 ])
 def test_out_of_scope(engine, q):
     reply = engine.ask(q)
@@ -138,13 +141,13 @@ def test_answer_about_one_medicine_uses_only_its_passages(engine):
 
 
 def test_follow_up_uses_the_earlier_question(engine):
-    alone = engine.ask("And how is it found?")
     follow = engine.ask("And how is it found?", history=["What is TRK fusion cancer?"])
     assert follow.kind == "answer"
     assert "test" in follow.answer.lower()
     assert any(c.doc_id == "how-is-it-diagnosed" for c in follow.citations)
-    assert alone.answer != follow.answer
+    alone = engine.ask("And in children?")
     kids = engine.ask("And in children?", history=["What is TRK fusion cancer?"])
+    assert alone.kind == "out_of_scope"  # nothing to go on without the question before it
     assert kids.kind == "answer" and "child" in kids.answer.lower()
 
 

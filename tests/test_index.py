@@ -1,9 +1,12 @@
+import dataclasses
 import shutil
 
+import numpy as np
 import pytest
 
+from chatbot.chunking import split_sentences
 from chatbot.corpus import CorpusError
-from chatbot.index import IndexUnavailable, Store, build_index
+from chatbot.index import VECTORS, IndexUnavailable, Store, build_index, chunk_vectors
 from tests.conftest import CORPUS, make_settings
 
 SMALL = [
@@ -186,10 +189,46 @@ def test_vectors_of_another_model_are_never_reused(small, embedder, monkeypatch)
     assert summary.model_changed and summary.changed
     assert summary.chunks_embedded == summary.chunks_total == first.chunks_total
     assert (summary.added, summary.updated, summary.removed, summary.unchanged) == (0, 0, 0, 5)
-    assert "the embedding model changed" in summary.line()
+    assert "the embedding model or how vectors are made changed" in summary.line()
     assert Store(settings).pointer_info()["embedder"] == "another-model:0123456789ab"
     again = build_index(settings, embedder)
     assert not again.changed and again.chunks_embedded == 0
+
+
+def test_an_index_whose_vectors_were_made_another_way_is_embedded_again(small, embedder):
+    """Chunk vectors once came from embedding each chunk whole; such an index (same model, its
+    pointer records no recipe or another one) is embedded again, not mixed with mean vectors."""
+    settings, _, first = small
+    store = Store(settings)
+    assert store.pointer_info()["vectors"] == VECTORS
+    meta = store.pointer_info()
+    store._pointer().modify(metadata={**meta, "vectors": "chunks-whole"})
+    summary = build_index(settings, embedder)
+    assert summary.model_changed and summary.chunks_embedded == first.chunks_total
+    assert Store(settings).pointer_info()["vectors"] == VECTORS
+    assert not build_index(settings, embedder).changed
+
+
+def test_a_chunk_vector_is_the_mean_of_its_sentence_vectors(small, embedder):
+    """Recomputed with the real model: each stored chunk vector is the unit-length mean of its
+    sentences, each embedded with title and section; a chunk without sentences (a table) is
+    embedded whole."""
+    settings, _, _ = small
+    gen = Store(settings).read_current()
+    rows = gen.sentence_rows()
+    for i, c in enumerate(gen.chunks[:6]):
+        sents = [gen.sentences[j][2] for j in rows[c.id]]
+        mean = embedder.encode([c.sentence_embed_text(s) for s in sents]).mean(axis=0)
+        assert np.allclose(gen.chunk_embeddings[i], mean / np.linalg.norm(mean), atol=1e-4)
+        assert abs(float(np.linalg.norm(gen.chunk_embeddings[i])) - 1) < 1e-5
+    c = gen.chunks[0]
+    table = dataclasses.replace(c, id="table", text="| Gene | Partner |\n|---|---|\n| NTRK1 | TPM3 |")
+    assert split_sentences(table.text) == []
+    vectors = chunk_vectors([c, table], [(c, 0, "One sentence."), (c, 1, "Another.")],
+                            embedder.encode(["One sentence.", "Another."]), embedder)
+    assert np.allclose(vectors["table"], embedder.encode([table.embed_text()])[0], atol=1e-5)
+    mean = embedder.encode(["One sentence.", "Another."]).mean(axis=0)
+    assert np.allclose(vectors[c.id], mean / np.linalg.norm(mean), atol=1e-5)
 
 
 def test_an_index_that_does_not_record_its_model_is_embedded_again(small, embedder):
