@@ -44,7 +44,7 @@ DOMAIN = _rx(
     r"big[- ]?(register|nummer|number)", r"\blareb\b", r"oncologist", r"\bdose\b", r"\bdosis\b", r"\bdosering(en)?\b",
     r"\bdosing\b", r"\bdosage\b", MEDICINE.pattern,
     # testing for the fusion: "What does a negative test result mean?", "Wat betekent de uitslag?"
-    r"\btest(s|ed|ing|en)?\b", r"\btest ?(results?|uitslag(en)?)\b", r"\buitslag(en)?\b",
+    r"\btest(s|ed|ing|en|uitslag(en)?|resultaa?t(en)?)?\b", r"\buitslag(en)?\b",
     # what patients ask about the disease itself, even without naming it
     r"\bcur(e|es|ed|able|ing)\b", r"\bgene(zen|est|zing|esbaar)\b", r"prognos", r"life expectancy",
     r"levensverwachting", r"\bsurviv", r"\boverlev", r"\bpatients?\b", r"\bpatiënt",
