@@ -62,6 +62,10 @@ EXPANSIONS = [
     (re.compile(r"^(?=.*\b(?:together|alongside|co-?occur\w*|coexist\w*|concurrent\w*|at the same time)\b)"
                 r"(?=.*\b(?:mutations?|drivers?|alterations?|KRAS|EGFR|BRAF|ALK|ROS1)\b)", re.IGNORECASE),
      "mutually exclusive of other oncogenic drivers"),
+    # "Welke kankers hebben een NTRK-fusie?": the Dutch texts say where in the body and in which
+    # rare tumours (the English question finds its passage as it is)
+    (re.compile(r"\b(?:welke|wat voor)\s+(?:soorten?\s+)?(?:kankers?|kankersoorten|tumoren|tumors?)\b", re.IGNORECASE),
+     "overal in het lichaam; bij enkele zeldzame tumoren"),
     # abbreviations the texts spell out
     (re.compile(r"\bNSCLC\b"), "non-small cell lung cancer"),
     (re.compile(r"\bCRC\b"), "colorectal cancer"),

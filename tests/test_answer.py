@@ -502,3 +502,13 @@ def test_asking_where_to_report_is_not_asking_for_advice(engine):
     reply = engine.ask("Waar kan ik een bijwerking melden?")
     assert reply.kind == "answer" and "Lareb" in reply.answer, reply.answer
     assert engine.ask("Kan ik stoppen met mijn medicijn?").kind == "advice"
+
+
+@pytest.mark.parametrize("q", ["Welke kankers hebben een NTRK-fusie?", "Bij welke tumoren komt een NTRK-fusie voor?"])
+def test_which_cancers_in_dutch_is_answered_with_where_fusions_occur(engine, q):
+    """"Welke kankers ...?" got what a fusion is; the Dutch text on where and in which rare tumours
+    fusions occur answers it."""
+    reply = engine.ask(q)
+    assert reply.kind == "answer" and reply.language == "nl"
+    assert "fibrosarcoom" in reply.answer
+    assert reply.citations[0].doc_id == "nl-wie-en-waar"
