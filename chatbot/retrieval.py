@@ -66,6 +66,9 @@ EXPANSIONS = [
     # rare tumours (the English question finds its passage as it is)
     (re.compile(r"\b(?:welke|wat voor)\s+(?:soorten?\s+)?(?:kankers?|kankersoorten|tumoren|tumors?)\b", re.IGNORECASE),
      "overal in het lichaam; bij enkele zeldzame tumoren"),
+    # "What are the mechanisms of resistance?": the texts name two kinds, on target and off target
+    (re.compile(r"\bmechanisms?\s+of\s+(?:\w+\s+)?resistance\b|\bresistance\s+mechanisms?\b", re.IGNORECASE),
+     "on-target resistance mutations in the TRK kinase domain; off-target resistance through bypass activation"),
     # abbreviations the texts spell out
     (re.compile(r"\bNSCLC\b"), "non-small cell lung cancer"),
     (re.compile(r"\bCRC\b"), "colorectal cancer"),

@@ -512,3 +512,13 @@ def test_which_cancers_in_dutch_is_answered_with_where_fusions_occur(engine, q):
     assert reply.kind == "answer" and reply.language == "nl"
     assert "fibrosarcoom" in reply.answer
     assert reply.citations[0].doc_id == "nl-wie-en-waar"
+
+
+@pytest.mark.parametrize("q", ["What are the mechanisms of resistance?", "What are the resistance mechanisms?"])
+def test_mechanisms_of_resistance_name_both_kinds(engine, q):
+    """The texts name two kinds of resistance; the answer gave only the off-target one."""
+    reply = engine.ask(q, role="hcp")
+    assert reply.kind == "answer"
+    headings = {c.heading.split(" > ")[-1] for c in reply.citations}
+    assert {"On-target resistance mutations", "Off-target resistance"} <= headings, headings
+    assert "kinase domain" in reply.answer and "bypass activation" in reply.answer
