@@ -45,7 +45,11 @@ _MUST_MATCH = [
     {"cure", "cured", "cures", "curable", "genezen", "geneesbaar", "genezing"},
     # nor how resistance arises by a medicine's interactions with CYP3A4 inhibitors
     {"resistance", "resistant", "resistentie", "resistent"},
+    # nor survival by response rates and warnings (the larotrectinib texts give no survival figure);
+    # "progression-free" is how the texts give the share of patients without progression
+    {"survival", "survive", "survived", "surviving", "overleving", "overleven", "overlevingskan"},
 ]
+_PROGRESSION_FREE = {"progression-free", "pfs", "progressievrij", "progressievrije"}
 # nor what happens when a medicine is stopped by what happens while it is taken; but "Should I stop
 # my chemotherapy?" is a request for advice, whose general information need not speak of stopping
 _STOPPING = {"stop", "stops", "stopped", "stopping", "discontinue", "discontinued", "discontinuation", "withdrawal"}
@@ -391,6 +395,8 @@ class Engine:
         asked = set(q_tokens)
         groups = _MUST_MATCH if policy.wants_advice(query) else [*_MUST_MATCH, _STOPPING]
         for group in groups:  # "for children?" is not answered by what holds for adults
+            if asked & _PROGRESSION_FREE and "survival" in group:
+                group = group | _PROGRESSION_FREE  # "55% remained progression-free" answers PFS
             if asked & group and not text_tokens & group:
                 return False
 

@@ -72,6 +72,7 @@ EXPANSIONS = [
     # abbreviations the texts spell out
     (re.compile(r"\bNSCLC\b"), "non-small cell lung cancer"),
     (re.compile(r"\bCRC\b"), "colorectal cancer"),
+    (re.compile(r"\bPFS\b"), "progression-free survival"),
     # "how does larotrectinib work?": the texts say what a medicine blocks, not how it "works"
     (re.compile(r"\bhow\s+(?:does|do|did)\b.{0,40}\bwork\b|\bmechanisms?\s+of\s+(?!resistance)\w|\bmode\s+of\s+action\b",
                 re.IGNORECASE),

@@ -522,3 +522,14 @@ def test_mechanisms_of_resistance_name_both_kinds(engine, q):
     headings = {c.heading.split(" > ")[-1] for c in reply.citations}
     assert {"On-target resistance mutations", "Off-target resistance"} <= headings, headings
     assert "kinase domain" in reply.answer and "bypass activation" in reply.answer
+
+
+def test_survival_is_not_answered_with_response_rates_or_warnings(engine):
+    """The larotrectinib texts give no survival figure: "I don't know" (it got CYP3A4 warnings);
+    progression-free survival, which they give as a share of patients, is answered."""
+    assert engine.ask("What is the survival with larotrectinib?", role="hcp").kind == "no_answer"
+    for q in ["What is the progression-free survival with larotrectinib?", "What is the PFS with larotrectinib?"]:
+        reply = engine.ask(q, role="hcp")
+        assert reply.kind == "answer" and "55% of patients remained progression-free" in reply.answer, q
+    entrectinib = engine.ask("What is the overall survival with entrectinib?", role="hcp")
+    assert entrectinib.kind == "answer" and "progression-free survival of 13.8 months" in entrectinib.answer
