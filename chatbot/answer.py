@@ -45,10 +45,11 @@ _MUST_MATCH = [
     {"cure", "cured", "cures", "curable", "genezen", "geneesbaar", "genezing"},
     # nor how resistance arises by a medicine's interactions with CYP3A4 inhibitors
     {"resistance", "resistant", "resistentie", "resistent"},
-    # nor survival by response rates and warnings (the larotrectinib texts give no survival figure);
-    # "progression-free" is how the texts give the share of patients without progression
-    {"survival", "survive", "survived", "surviving", "overleving", "overleven", "overlevingskan"},
 ]
+# nor survival by response rates and warnings (the larotrectinib texts give no survival figure);
+# "progression-free" is how the texts give the share of patients without progression, so a PFS
+# question is also answered by that word
+_SURVIVAL = {"survival", "survive", "survived", "surviving", "overleving", "overleven", "overlevingskan"}
 _PROGRESSION_FREE = {"progression-free", "pfs", "progressievrij", "progressievrije"}
 # nor what happens when a medicine is stopped by what happens while it is taken; but "Should I stop
 # my chemotherapy?" is a request for advice, whose general information need not speak of stopping
@@ -198,8 +199,8 @@ class Engine:
         # an HCP's clinical question is in scope by its words ("What does the Japanese guideline
         # recommend?" was out of scope by its similarity)
         clinical_words = role == HCP and policy.asks_hcp_content(context)
-        if not policy.in_domain(context) and not clinical_words \
-                and max(sims.values()) < self.settings.out_of_scope_score:
+        off_topic_words = not policy.in_domain(context) and not clinical_words
+        if off_topic_words and max(sims.values()) < self.settings.out_of_scope_score:
             return Reply(policy.OUT_OF_SCOPE, msg(lang, "out_of_scope"), language=lang, generation=snap.name)
 
         if role != HCP:
@@ -221,7 +222,7 @@ class Engine:
             # nothing answers it and it has none of the topic's words: out of scope. Similarity
             # alone cannot tell that of a Dutch question (the model is English: "Wie wint de Tour
             # de France?" is as close to the Dutch texts as "Is het erfelijk?")
-            if not policy.in_domain(context) and not clinical_words:
+            if off_topic_words:
                 return Reply(policy.OUT_OF_SCOPE, msg(lang, "out_of_scope"), language=lang, generation=snap.name)
             return Reply(policy.NO_ANSWER, msg(lang, "no_answer"), language=lang, generation=snap.name)
         text, citations = self._render(picked)
@@ -393,10 +394,9 @@ class Engine:
         for p in picked:
             text_tokens.update(tokenize(f"{p.text} {p.hit.chunk.title} {p.hit.chunk.heading}"))
         asked = set(q_tokens)
-        groups = _MUST_MATCH if policy.wants_advice(query) else [*_MUST_MATCH, _STOPPING]
+        survival = _SURVIVAL | _PROGRESSION_FREE if asked & _PROGRESSION_FREE else _SURVIVAL
+        groups = [*_MUST_MATCH, survival] + ([] if policy.wants_advice(query) else [_STOPPING])
         for group in groups:  # "for children?" is not answered by what holds for adults
-            if asked & _PROGRESSION_FREE and "survival" in group:
-                group = group | _PROGRESSION_FREE  # "55% remained progression-free" answers PFS
             if asked & group and not text_tokens & group:
                 return False
 

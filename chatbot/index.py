@@ -385,10 +385,16 @@ def chunk_vectors(chunks: list[Chunk], sentences: list[tuple[Chunk, int, str]], 
     return out
 
 
+def _sentences(chunks: list[Chunk]) -> list[tuple[Chunk, int, str]]:
+    """(chunk, index in chunk, sentence) for every sentence of these chunks."""
+    return [(c, i, s) for c in chunks for i, s in enumerate(split_sentences(c.text))]
+
+
 def embedded_texts(chunks: list[Chunk]) -> list[str]:
-    """What a full build gives the model to read for these chunks."""
-    sents = [c.sentence_embed_text(s) for c in chunks for s in split_sentences(c.text)]
-    return sents + [c.embed_text() for c in chunks if not split_sentences(c.text)]
+    """What a full build gives the model to read for these chunks (as `_write_generation` does)."""
+    rows = _sentences(chunks)
+    have = {c.id for c, _, _ in rows}
+    return [c.sentence_embed_text(s) for c, _, s in rows] + [c.embed_text() for c in chunks if c.id not in have]
 
 
 def _write_generation(store: Store, gen: str, chunks: list[Chunk], old_gen: Generation | None,
@@ -404,7 +410,7 @@ def _write_generation(store: Store, gen: str, chunks: list[Chunk], old_gen: Gene
     for start in range(0, total, batch):
         part = chunks[start:start + batch]
         fresh = [c for c in part if c.id not in old_rows]
-        fresh_sents = [(c, i, s) for c in fresh for i, s in enumerate(split_sentences(c.text))]
+        fresh_sents = _sentences(fresh)
         fresh_sent_emb = embedder.encode([c.sentence_embed_text(s) for c, _, s in fresh_sents])
         emb_by_id = chunk_vectors(fresh, fresh_sents, fresh_sent_emb, embedder)
         sent_rows = [(c, i, s, fresh_sent_emb[n]) for n, (c, i, s) in enumerate(fresh_sents)]

@@ -80,8 +80,9 @@ HCP_TOPIC = _rx(
     r"\betv6\b", r"\btpm3\b", r"\blmna\b", r"kinase domain", r"\bligand", r"\bngf\b", r"\bbdnf\b",
     r"\bnt-?[34]\b", r"constitutive", r"chimeric", r"oncogenic driver", r"other drivers?",
     # another driver in the same tumour (mutual exclusivity, an HCP text)
-    r"\b(co-?occur\w*|coexist\w*|together with|alongside|at the same time)\b.{0,50}\b(mutations?|kras|egfr|braf|alk|ros1)\b",
-    r"\b(mutations?|kras|egfr|braf|alk|ros1)\b.{0,50}\b(co-?occur\w*|coexist\w*|together|alongside|at the same time)\b",
+    # ("co-occur" alone is HCP content: see below)
+    r"\b(coexist\w*|together with|alongside|at the same time)\b.{0,50}\b(mutations?|kras|egfr|braf|alk|ros1)\b",
+    r"\b(mutations?|kras|egfr|braf|alk|ros1)\b.{0,50}\b(coexist\w*|together|alongside|at the same time)\b",
     r"co-?occur", r"incidence", r"prevalence",
     # product details and label
     r"\bindication", r"prescribing information", r"\bsmpc\b", r"\blabel\b", r"\bfda\b", r"\bema\b",
