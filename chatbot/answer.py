@@ -214,6 +214,12 @@ class Engine:
             if sims[HCP] >= 0.55 and sims[HCP] - sims[PUBLIC] >= 0.15:
                 return self._refusal(snap, query, qv, lang, timings)
 
+        # a question without the topic's words, half of whose words are in none of the texts, is
+        # out of scope even when a word it shares with them finds a passage ("Wat is het recept
+        # voor appeltaart?" got "TRK-remmers zijn alleen op recept verkrijgbaar")
+        if off_topic_words and _unfamiliar(q, snap.vocabulary[role]):
+            return Reply(policy.OUT_OF_SCOPE, msg(lang, "out_of_scope"), language=lang, generation=snap.name)
+
         # the clinical texts are English only: a verified HCP's clinical question in Dutch is looked up
         # there first ("Wat is de dosering?" found the public text on who may read doses)
         clinical = role == HCP and lang != "en" and policy.asks_clinical_data(context)
@@ -437,6 +443,13 @@ class Engine:
                   "language": lang, "reporter": "hcp" if role == HCP else "public", "text": q}
         with open(path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def _unfamiliar(question: str, vocabulary: frozenset[str]) -> bool:
+    """Whether at least half of the question's words (stop words aside) are in none of the texts."""
+    ws = words(question)
+    unknown = sum(not any(form in vocabulary for form in forms) for forms in ws)
+    return bool(ws) and 2 * unknown >= len(ws)
 
 
 def _said(sentence: str) -> str:

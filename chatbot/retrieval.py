@@ -195,9 +195,12 @@ class Snapshot:
                     df[t] = df.get(t, 0) + 1
             self.idf[lang] = {t: math.log(1 + len(texts) / n) for t, n in df.items()}
             self.idf[lang][""] = math.log(1 + len(texts))  # a word no text has
+        # every word form in the texts of each scope (public texts; all texts for HCPs)
+        self.vocabulary: dict[str, frozenset[str]] = {}
         for scope in (PUBLIC, HCP):
             rows = [i for i, c in enumerate(self.chunks) if scope == HCP or c.audience == PUBLIC]
             corpus = [tokens[i] for i in rows]
+            self.vocabulary[scope] = frozenset(t for toks in corpus for t in toks)
             model = None
             if rows:
                 model = bm25s.BM25()

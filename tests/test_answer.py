@@ -94,10 +94,39 @@ def test_asking_about_side_effects_is_not_reporting_one(engine):
     "What is the weather in Amsterdam?", "Write a Python function that sorts a list.",
     "Wie wint de Tour de France?", "Hoe laat vertrekt de trein naar Utrecht?", "Hoe maak ik pannenkoeken?",
     "Wat is de hoofdstad van Frankrijk?",
+    # each shares one word with the Dutch texts ("recept", "Nederland", "vertellen"), and answered
+    # through it until half of a question's words had to be in the texts
+    "Wat is het recept voor appeltaart?", "Wie is de premier van Nederland?", "Kun je een grap vertellen?",
 ])
 def test_out_of_scope(engine, q):
     reply = engine.ask(q)
     assert reply.kind == "out_of_scope" and not reply.citations
+
+
+@pytest.mark.parametrize(("q", "said"), [
+    # none of the topic's words, but most of their words are in the texts: answered
+    ("Welke vragen kan ik mijn arts stellen?", "Is mijn tumor getest"),
+    ("Komt het vaker voor bij kinderen?", "kinderen"),
+    ("Is het erfelijk?", "erfelijk"),
+])
+def test_dutch_questions_without_the_topics_words_are_answered(engine, q, said):
+    reply = engine.ask(q)
+    assert reply.kind == "answer" and said in reply.answer and reply.citations
+
+
+def test_unfamiliar_counts_words_found_in_no_text(engine):
+    from chatbot.answer import _unfamiliar
+    from chatbot.retrieval import PUBLIC
+
+    vocabulary = engine.snapshot().vocabulary[PUBLIC]
+    assert _unfamiliar("Wat is het recept voor appeltaart?", vocabulary)  # 1 of 2 words unknown
+    assert not _unfamiliar("Welke vragen kan ik mijn arts stellen?", vocabulary)  # 1 of 3
+    assert not _unfamiliar("Wat is het?", vocabulary)  # stop words only: nothing to judge by
+    # the public's vocabulary is the public texts': a word only the HCP texts use is unknown to it
+    hcp_only = engine.snapshot().vocabulary["hcp"] - vocabulary
+    word = sorted(w for w in hcp_only if w.isalpha() and len(w) > 6)[0]
+    assert _unfamiliar(f"What is {word}?", vocabulary)
+    assert not _unfamiliar(f"What is {word}?", engine.snapshot().vocabulary["hcp"])
 
 
 @pytest.mark.parametrize("q", [
