@@ -31,7 +31,7 @@ GENERIC = set("""trk ntrk fusion cancer kanker tumour tumor gene gen fusiekanker
 ntrk-genfusie get only tell know please explain mean means kind type people someone thing about
 give information info informatie geef geeft geven weten vertel uitleg iemand mensen soort graag
 does happen treat behandel diagnos test doctor arts patient patiënt body lichaam
-often usually commonly mostly generally typically frequently normally actually exactly meestal gewoonlijk whether show shows showed""".split())
+everyone everybody anyone anybody iedereen bij often usually commonly mostly generally typically frequently normally actually exactly meestal gewoonlijk whether show shows showed""".split())
 # words an answer must share with the question when it has them: who it is about (adults, children),
 # which result, whether it can be cured, resistance (word forms as `tokenize` gives them)
 _MUST_MATCH = [

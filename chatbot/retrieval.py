@@ -35,7 +35,7 @@ STOPWORDS |= set("""krijgen krijgt hebben heeft gaan gaat komen komt willen wil 
 gebeurt get gets getting got happen happens tell betekent betekenen betekenis mean means meaning""".split())
 SYNONYMS = {
     "tumor": "tumour", "tumors": "tumour", "tumours": "tumour", "kids": "child", "kid": "child",
-    "children": "child", "childhood": "child", "kinderen": "kind", "tumoren": "tumor",
+    "children": "child", "childhood": "child", "kinderen": "child", "tumoren": "tumor",
     "genen": "gen", "genes": "gene", "diagnosed": "diagnos", "diagnosis": "diagnos", "diagnose": "diagnos",
     "tested": "test", "testing": "test", "tests": "test", "testen": "test",
     "treated": "treat", "treatment": "treat", "treatments": "treat", "behandeling": "behandel",

@@ -114,6 +114,15 @@ def test_dutch_questions_without_the_topics_words_are_answered(engine, q, said):
     assert reply.kind == "answer" and said in reply.answer and reply.citations
 
 
+def test_words_every_question_may_have_do_not_make_an_answer(engine):
+    # "bij" and "iedereen" were all it shared with "In Nederland kan iedereen een bijwerking melden bij ..."
+    reply = engine.ask("Werkt de behandeling bij iedereen?")
+    assert reply.kind == "no_answer" and "Lareb" not in reply.answer
+    # the Dutch "kinderen" is children, not the English "kind" (sort) that every question may have
+    assert "kinderen" in engine.ask("Komt het vaker voor bij kinderen?").answer
+    assert engine.ask("What kind of cancer is TRK fusion cancer?").answer.startswith("TRK fusion cancer is rare.")
+
+
 def test_unfamiliar_counts_words_found_in_no_text(engine):
     from chatbot.answer import _unfamiliar
     from chatbot.retrieval import PUBLIC
