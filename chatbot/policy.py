@@ -48,6 +48,12 @@ DOMAIN = _rx(
     # what patients ask about the disease itself, even without naming it
     r"\bcur(e|es|ed|able|ing)\b", r"\bgene(zen|est|zing|esbaar)\b", r"prognos", r"life expectancy",
     r"levensverwachting", r"\bsurviv", r"\boverlev", r"\bpatients?\b", r"\bpatiënt",
+    # a patient's own outlook, also without naming the disease: "What are my chances?", "Can it come back?"
+    r"\b(my|our|mijn|onze) (chances?|kansen?|outlook|vooruitzichten)\b", r"\bhow long (will|do|would|can) (i|we|he|she|they|my \w+) live\b",
+    r"\bhoe lang (heb|leef|hebben|leven|heeft|leeft) (ik|we|wij|hij|zij|ze|mijn \w+)\b",
+    r"\b(comes?|coming) back\b", r"\bterug(komen|komt|keren|keert)\b", r"\brecurr?(ence|ent|ing|s|ed)?\b",
+    r"\brelaps", r"\brecidie?f", r"\bdeadly\b", r"\bfatal\b", r"\bdodelijk\b",
+    r"\bwill (i|we|he|she|they|my \w+) die\b", r"\b(ga|gaat|gaan) (ik|hij|zij|ze|mijn \w+) dood\b",
     # about this assistant's texts: where they come from, who wrote and reviewed them
     r"\b(this|your|these|deze|dit|uw|jouw|je)\s+(information|informatie|info|texts?|teksten|answers?|antwoorden|assistant|assistent|chat)\b",
     r"\b(sources?|bronnen|bron)\b",

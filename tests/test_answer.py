@@ -156,6 +156,9 @@ def test_advice_refers_to_the_doctor(engine, q):
     "Which hospital in Utrecht treats TRK fusion cancer?",
     # about the disease without naming it: not off-topic, but not in the texts either
     "Is there a cure?", "How long do patients live?", "Wat is de prognose?", "Is het te genezen?",
+    # a patient's own outlook: in scope, not in the texts (these were "out of scope")
+    "What are my chances?", "Can it come back?", "Is it deadly?", "How long will I live?",
+    "Hoe lang heb ik nog?", "Kan het terugkomen?", "Wat zijn mijn kansen?",
 ])
 def test_no_answer_rather_than_an_invented_one(engine, q):
     reply = engine.ask(q)
