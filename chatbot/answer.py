@@ -43,6 +43,8 @@ _MUST_MATCH = [
     {"negative", "negatief", "negatieve"},
     # nor is whether it can be cured answered by the list of treatments
     {"cure", "cured", "cures", "curable", "genezen", "geneesbaar", "genezing"},
+    # nor whether it can be prevented by how it is treated
+    {"prevent", "prevented", "preventing", "prevention", "preventable"},
     # nor how resistance arises by a medicine's interactions with CYP3A4 inhibitors
     {"resistance", "resistant", "resistentie", "resistent"},
 ]

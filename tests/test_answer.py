@@ -159,6 +159,8 @@ def test_advice_refers_to_the_doctor(engine, q):
     # a patient's own outlook: in scope, not in the texts (these were "out of scope")
     "What are my chances?", "Can it come back?", "Is it deadly?", "How long will I live?",
     "Hoe lang heb ik nog?", "Kan het terugkomen?", "Wat zijn mijn kansen?",
+    # prevention is not answered by treatment (it got "there are targeted medicines called TRK inhibitors")
+    "Can TRK fusion cancer be prevented?",
 ])
 def test_no_answer_rather_than_an_invented_one(engine, q):
     reply = engine.ask(q)
