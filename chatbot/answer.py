@@ -303,17 +303,22 @@ class Engine:
                     q = glossed(q)
                 if q != query:
                     v = self.embedder.encode_query(q)
+                # what the passages must answer is the question as asked, medicines named: the class
+                # name alone is in every class passage ("What is the half-life of larotrectinib?"
+                # got the off-target resistance text, which shares only "TRK inhibitors")
+                asked = glossed(query) if language != lang else query
                 # the medicines asked about, also once the class name stands in for them
-                picked = self._search_and_pick(snap, q, v, role, language, timings, limit, drugs)
+                picked = self._search_and_pick(snap, q, v, role, language, timings, limit, drugs, asked)
                 if picked:
                     return picked, language
         return [], lang
 
-    def _search_and_pick(self, snap, q, v, role, language, timings, limit, drugs=None) -> list[Picked]:
+    def _search_and_pick(self, snap, q, v, role, language, timings, limit, drugs=None,
+                         asked: str | None = None) -> list[Picked]:
         hits = self.retriever.search(snap, q, v, role, language, timings)
         t = time.perf_counter()
         picked = self._pick(snap, hits, q, v, limit=limit, drugs=drugs)
-        picked = picked if self._answers(q, picked) else []
+        picked = picked if self._answers(asked or q, picked) else []
         timings["compose_ms"] = timings.get("compose_ms", 0) + (time.perf_counter() - t) * 1000
         return picked
 

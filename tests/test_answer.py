@@ -518,6 +518,16 @@ def test_the_second_search_for_the_class_never_gives_another_medicines_passage(e
         assert not named or named & asked, (q, c.title)
 
 
+@pytest.mark.parametrize("q", ["What is the half-life of larotrectinib?",
+                               "Does entrectinib cross the blood-brain barrier?"])
+def test_the_class_name_alone_does_not_make_a_class_passage_an_answer(engine, q):
+    """The texts give neither. Searched again for "TRK inhibitors", both got the off-target resistance
+    text, whose only word in common with the rewritten question was the class name."""
+    reply = engine.ask(q, role="hcp")
+    assert reply.kind == "no_answer", reply.answer
+    assert "resistance" not in reply.answer
+
+
 def test_what_happens_when_a_medicine_is_stopped(engine):
     """Withdrawal pain is in the class text on on-target effects; the medicine's own passages gave its
     CNS adverse reactions while it is taken."""
