@@ -280,8 +280,9 @@ def asks_hcp_content(texts: list[str]) -> bool:
 
 def asks_clinical_data(texts: list[str]) -> bool:
     """Doses, efficacy, safety, testing algorithms, resistance ...: what only the (English) HCP texts
-    hold. Naming a medicine alone is not enough ("Hoe werkt larotrectinib?")."""
-    return _any(HCP_TOPIC, [DRUGS.sub(" ", t) for t in texts])
+    hold, and a medicine's side effects. Naming a medicine alone is not enough ("Hoe werkt
+    larotrectinib?")."""
+    return _any(HCP_TOPIC, [DRUGS.sub(" ", t) for t in texts]) or _any(SAFETY, texts)
 
 
 def in_domain(texts: list[str]) -> bool:
