@@ -232,7 +232,9 @@ class Engine:
             # de France?" is as close to the Dutch texts as "Is het erfelijk?")
             if off_topic_words:
                 return Reply(policy.OUT_OF_SCOPE, msg(lang, "out_of_scope"), language=lang, generation=snap.name)
-            return Reply(policy.NO_ANSWER, msg(lang, "no_answer"), language=lang, generation=snap.name)
+            # a verified HCP is not sent to "your doctor"
+            unknown = msg(lang, "no_answer_hcp" if role == HCP else "no_answer")
+            return Reply(policy.NO_ANSWER, unknown, language=lang, generation=snap.name)
         text, citations = self._render(picked)
         if self.llm is not None:
             from chatbot.llm import rewrite

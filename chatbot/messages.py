@@ -34,6 +34,10 @@ MESSAGES = {
             "I'm sorry, I don't know: our approved texts do not answer this question. Your doctor or "
             "care team may be able to help."
         ),
+        "no_answer_hcp": (
+            "I'm sorry, I don't know: our approved texts do not answer this question. The product "
+            "information (SmPC) or the marketing authorisation holder's medical information service may."
+        ),
         "greeting": (
             "Hello! I answer questions about TRK fusion cancer: what it is, NTRK gene fusions, who can get "
             "it, how it is found and treated in general, and how to report a side effect. What would you "
@@ -75,6 +79,10 @@ MESSAGES = {
         "no_answer": (
             "Het spijt me, dat weet ik niet: onze goedgekeurde teksten geven geen antwoord op deze vraag. "
             "Uw arts of behandelteam kan u misschien verder helpen."
+        ),
+        "no_answer_hcp": (
+            "Het spijt me, dat weet ik niet: onze goedgekeurde teksten geven geen antwoord op deze vraag. "
+            "De productinformatie (SmPC) of de medische informatiedienst van de registratiehouder misschien wel."
         ),
         "greeting": (
             "Hallo! Ik beantwoord vragen over TRK-fusiekanker: wat het is, NTRK-genfusies, bij wie het "

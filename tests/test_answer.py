@@ -170,6 +170,15 @@ def test_no_answer_rather_than_an_invented_one(engine, q):
         assert ("don't know" in reply.answer or "weet ik niet" in reply.answer) and not reply.citations
 
 
+@pytest.mark.parametrize("q, said", [("What is the half-life of larotrectinib?", "SmPC"),
+                                     ("Wat is de prognose?", "SmPC")])
+def test_an_hcp_who_is_not_answered_is_not_sent_to_their_doctor(engine, q, said):
+    hcp = engine.ask(q, role="hcp")
+    assert hcp.kind == "no_answer" and said in hcp.answer
+    assert "doctor" not in hcp.answer and "arts" not in hcp.answer
+    assert "arts" in engine.ask("Wat zijn mijn kansen?").answer  # the public is
+
+
 def test_hcp_gets_the_hcp_answer(engine, chunks):
     reply = engine.ask(DOSE, role="hcp")
     assert reply.kind == "answer"
