@@ -226,6 +226,11 @@ class Engine:
         # there first ("Wat is de dosering?" found the public text on who may read doses)
         clinical = role == HCP and lang != "en" and policy.asks_clinical_data(context)
         picked, used_lang = self._retrieve_and_pick(snap, query, qv, role, lang, timings, english_first=clinical)
+        if not picked and follow and (alone := expand(q)) != query:
+            # read as a follow-up it found nothing; it may stand on its own ("And what does ESMO
+            # recommend?" after "Which is most sensitive?")
+            picked, used_lang = self._retrieve_and_pick(snap, alone, self.embedder.encode_query(alone), role,
+                                                        lang, timings, english_first=clinical)
         if not picked:
             # nothing answers it and it has none of the topic's words: out of scope. Similarity
             # alone cannot tell that of a Dutch question (the model is English: "Wie wint de Tour

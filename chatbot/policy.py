@@ -242,19 +242,22 @@ def is_adverse_event(text: str) -> bool:
     return bool(SYMPTOM.search(text) and SUBJECT.search(text) and ONSET.search(text))
 
 
+# "What are its side effects?" after "What about entrectinib?" leans on it as much as "it" does
+_PRONOUN = re.compile(r"\b(it|its|this|that|they|them|their|het|dit|dat|ze)\b", re.IGNORECASE)
+
+
 def is_follow_up(question: str) -> bool:
     """Short or pronoun-led questions that lean on the previous turn ("And in children?")."""
     q = question.lower().strip()
     if re.match(r"^(and|also|what about|how about|but|so|en|ook|maar|wat als|hoe zit het)\b", q):
         return True
     words = re.findall(r"\w+", q)
-    return len(words) <= 5 and not DOMAIN.search(q) or bool(re.search(r"\b(it|this|that|they|them|het|dit|dat|ze)\b", q) and len(words) <= 9)
+    return len(words) <= 5 and not DOMAIN.search(q) or bool(_PRONOUN.search(q) and len(words) <= 9)
 
 
 _LEAD = re.compile(
     r"^\s*(what|which|who|how|why|when|where|is|are|can|does|do|tell me|wat|welke|wie|hoe|waarom|wanneer|waar|is|zijn|kan)"
     r"(\s+(is|are|was|were|do|does|can|causes?|gets?|about|is het|zijn|wordt|worden|kan|krijgt))*\s+", re.IGNORECASE)
-_PRONOUN = re.compile(r"\b(it|this|that|they|them|het|dit|dat|ze)\b", re.IGNORECASE)
 
 
 def rewrite_follow_up(previous: str, question: str) -> str:

@@ -233,6 +233,23 @@ def test_a_thank_you_in_between_is_not_what_a_follow_up_refers_to(engine):
 def test_follow_up_keeps_the_hcp_topic_for_public_callers(engine):
     reply = engine.ask("And for children?", history=[DOSE])
     assert reply.kind == "hcp_only"
+    # "its" refers back as "it" does
+    assert engine.ask("What are its side effects?", history=["What about entrectinib?"]).kind == "hcp_only"
+
+
+def test_its_refers_to_the_medicine_asked_about_before(engine):
+    """"What are its side effects?" was read on its own and got the text on reporting a side effect."""
+    reply = engine.ask("What are its side effects?", history=["What is the dose of larotrectinib?",
+                                                             "What about entrectinib?"], role="hcp")
+    assert reply.kind == "answer" and "dysgeusia" in reply.answer, reply.answer
+    assert all("entrectinib" in c.title.lower() for c in reply.citations)
+
+
+def test_a_follow_up_that_finds_nothing_is_asked_again_on_its_own(engine):
+    """Read with "Which is most sensitive?" before it, the ESMO question found nothing ("I don't know")."""
+    history = ["Which tests detect NTRK fusions?", "Which is most sensitive?"]
+    reply = engine.ask("And what does ESMO recommend?", history=history, role="hcp")
+    assert reply.kind == "answer" and "ESMO" in reply.answer, reply.answer
 
 
 def test_dutch_question_is_answered_from_dutch_texts(engine, chunks):

@@ -56,6 +56,9 @@ def test_follow_up_rewrite():
         "how is TRK fusion cancer found?"
     assert policy.is_follow_up("And in children?")
     assert not policy.is_follow_up("What are the treatment options for TRK fusion cancer in adults?")
+    assert policy.is_follow_up("What are its side effects?")
+    assert policy.rewrite_follow_up("What about entrectinib?", "What are its side effects?") == \
+        "What are entrectinib side effects?"
 
 
 def test_drug_names_map_brands_to_generics():
