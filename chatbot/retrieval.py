@@ -66,6 +66,11 @@ EXPANSIONS = [
     # rare tumours (the English question finds its passage as it is)
     (re.compile(r"\b(?:welke|wat voor)\s+(?:soorten?\s+)?(?:kankers?|kankersoorten|tumoren|tumors?)\b", re.IGNORECASE),
      "overal in het lichaam; bij enkele zeldzame tumoren"),
+    # "Waar in het lichaam ontstaat het?": "ontstaat" also says how a fusion arises (in the tumour,
+    # not inherited), and "lichaam" counts for little
+    (re.compile(r"\bwaar\b.{0,30}\blichaam\b", re.IGNORECASE), "overal in het lichaam"),
+    # "Hoeveel mensen krijgen het?": the Dutch texts say how often (the English question finds its passage)
+    (re.compile(r"\bhoeveel\s+(?:mensen|patiënten|personen)\b", re.IGNORECASE), "hoe vaak; zeldzaam"),
     # "What are the mechanisms of resistance?": the texts name two kinds, on target and off target
     (re.compile(r"\bmechanisms?\s+of\s+(?:\w+\s+)?resistance\b|\bresistance\s+mechanisms?\b", re.IGNORECASE),
      "on-target resistance mutations in the TRK kinase domain; off-target resistance through bypass activation"),

@@ -595,6 +595,18 @@ def test_which_cancers_in_dutch_is_answered_with_where_fusions_occur(engine, q):
     assert reply.citations[0].doc_id == "nl-wie-en-waar"
 
 
+@pytest.mark.parametrize("q, said", [
+    # "ontstaat" also says how a fusion arises: it got "ontstaat in de tumor zelf" (not inherited)
+    ("Waar in het lichaam ontstaat TRK-fusiekanker?", "overal in het lichaam"),
+    ("Hoeveel mensen krijgen TRK-fusiekanker?", "0,3%"),  # it got "I don't know"
+])
+def test_where_in_the_body_and_how_many_in_dutch(engine, q, said):
+    reply = engine.ask(q)
+    assert reply.kind == "answer" and said in reply.answer, reply.answer
+    assert reply.citations[0].doc_id == "nl-wie-en-waar"
+    assert "erfelijk" not in reply.answer
+
+
 @pytest.mark.parametrize("q", ["What are the mechanisms of resistance?", "What are the resistance mechanisms?"])
 def test_mechanisms_of_resistance_name_both_kinds(engine, q):
     """The texts name two kinds of resistance; the answer gave only the off-target one."""
