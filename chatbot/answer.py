@@ -27,6 +27,8 @@ from chatbot.retrieval import (
 )
 
 ROLES = (PUBLIC, HCP)
+# words that say nothing about what is asked, so an answer need not share them: the topic's own words,
+# words of asking, and words any question may have ("everyone", the Dutch preposition "bij")
 GENERIC = set("""trk ntrk fusion cancer kanker tumour tumor gene gen fusiekanker trk-fusiekanker ntrk-gene
 ntrk-genfusie get only tell know please explain mean means kind type people someone thing about
 give information info informatie geef geeft geven weten vertel uitleg iemand mensen soort graag
