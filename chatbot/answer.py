@@ -47,6 +47,9 @@ _MUST_MATCH = [
     {"cure", "cured", "cures", "curable", "genezen", "geneesbaar", "genezing"},
     # nor whether it can be prevented by how it is treated
     {"prevent", "prevented", "preventing", "prevention", "preventable"},
+    # nor how long something takes by what it is ("How long is larotrectinib taken?" got its dose
+    # reductions; it is taken until disease progression)
+    {"long", "lang", "duur", "duurt", "duren", "until"},
     # nor how resistance arises by a medicine's interactions with CYP3A4 inhibitors
     {"resistance", "resistant", "resistentie", "resistent"},
 ]

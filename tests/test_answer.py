@@ -595,6 +595,20 @@ def test_which_cancers_in_dutch_is_answered_with_where_fusions_occur(engine, q):
     assert reply.citations[0].doc_id == "nl-wie-en-waar"
 
 
+@pytest.mark.parametrize("q, role, said", [
+    # the texts give no duration: they got the meaning of a positive result, and how long responses lasted
+    ("Hoe lang duurt de uitslag?", "public", None),
+    ("How long does treatment last?", "hcp", None),
+    ("How long is larotrectinib taken?", "hcp", "until disease progression"),
+])
+def test_how_long_is_answered_only_by_a_text_that_says_how_long(engine, q, role, said):
+    reply = engine.ask(q, role=role)
+    if said is None:
+        assert reply.kind == "no_answer", reply.answer
+    else:
+        assert reply.kind == "answer" and said in reply.answer, reply.answer
+
+
 @pytest.mark.parametrize("q, said", [
     # "ontstaat" also says how a fusion arises: it got "ontstaat in de tumor zelf" (not inherited)
     ("Waar in het lichaam ontstaat TRK-fusiekanker?", "overal in het lichaam"),
