@@ -46,7 +46,7 @@ SYNONYMS = {
     "mutations": "mutation", "inhibitors": "inhibitor", "remmers": "remmer", "reported": "report",
     "reporting": "report", "zeldzame": "zeldzaam", "typical": "characteristic",
     "typically": "characteristic", "detect": "diagnos", "detected": "diagnos", "identified": "diagnos",
-    "vastgesteld": "diagnos", "vaststellen": "diagnos", "erfelijk": "inherit", "erfelijke": "inherit",
+    "vastgesteld": "diagnos", "vaststellen": "diagnos", "stopt": "stopped", "stoppen": "stopped", "gestopt": "stopped", "erfelijk": "inherit", "erfelijke": "inherit",
     "inheritance": "inherit", "inheritable": "inherit", "heritable": "inherit", "erven": "inherit",
     "overerven": "inherit", "geërfd": "inherit", "overgeërfd": "inherit", "erfelijkheid": "inherit",
     "wrote": "write", "written": "write", "writes": "write", "writing": "write", "geschreven": "schrijf",
@@ -111,7 +111,8 @@ NL_EN = {
     "genfusie": "gene fusion", "tumoren": "tumours", "tumor": "tumour", "eenmaal": "once",
     "tweemaal": "twice", "daags": "daily", "per": "per", "dag": "day", "remmer": "inhibitor",
     "remmers": "inhibitors", "volgende": "next", "generatie": "generation", "blokkeert": "blocks",
-    "werkingsmechanisme": "mechanism",
+    "werkingsmechanisme": "mechanism", "responsgraad": "response rate", "responspercentage": "response rate",
+    "stopt": "stopped", "stoppen": "stopped", "gestopt": "stopped",
 }
 
 

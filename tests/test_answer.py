@@ -273,6 +273,9 @@ def test_dutch_question_without_dutch_text_falls_back_to_english_and_says_so(eng
     ("Welke resistentiemutaties zijn bekend?", "G595R"),
     # a medicine's side effects (got the Dutch public text on reporting a side effect)
     ("Welke bijwerkingen heeft entrectinib?", "dysgeusia"),
+    # words the glossary lacked: it got larotrectinib's approval and dose, then its CNS reactions
+    ("Wat is de responsgraad van larotrectinib?", "75%"),
+    ("Wat gebeurt er als je larotrectinib stopt?", "withdrawal pain"),
 ])
 def test_dutch_hcp_question_is_answered_from_english_hcp_texts(engine, chunks, q, fact):
     """No Dutch HCP texts: a Dutch clinical question is answered from the English ones, not from
