@@ -138,6 +138,12 @@ ONSET = _rx(
     r"\b(gebruik|slik|neem)\b.{0,30}(" + MEDICINE.pattern + ")",
     DRUGS.pattern,
 )
+# the medicine told as the cause, in a statement: "I get headaches from my pills", "door haar medicijn"
+# ("Will I get dizzy from my pills?" asks what may happen)
+CAUSE = _rx(
+    r"\b(from|because of|due to|caused by)\s+(my|his|her|their|the|this|these)\s+(\w+\s+)?(" + MEDICINE.pattern + ")",
+    r"\b(door|van|vanwege)\s+(mijn|zijn|haar|hun|het|de|dit|deze)\s+(\w+\s+)?(" + MEDICINE.pattern + ")",
+)
 
 ADVICE_RX = _rx(
     r"\bshould (i|we|he|she|they|my|our)\b", r"\bshall (i|we)\b",
@@ -239,7 +245,8 @@ def is_clinical_management_question(text: str) -> bool:
 
 
 def is_adverse_event(text: str) -> bool:
-    return bool(SYMPTOM.search(text) and SUBJECT.search(text) and ONSET.search(text))
+    told = ONSET.search(text) or (CAUSE.search(text) and not text.rstrip().endswith("?"))
+    return bool(SYMPTOM.search(text) and SUBJECT.search(text) and told)
 
 
 # "What are its side effects?" after "What about entrectinib?" leans on it as much as "it" does

@@ -27,6 +27,12 @@ def test_language(text, lang):
     ("I have a headache.", False),
     ("My patient on larotrectinib gained a lot of weight.", True),
     ("Since starting Vitrakvi I have put on a lot of weight", True),
+    # the medicine told as the cause (both were answered "I don't know")
+    ("I get headaches from my pills.", True),
+    ("Mijn dochter heeft last van duizeligheid door haar medicijn.", True),
+    # asked, not told: what may happen
+    ("Will I get dizzy from my pills?", False), ("Krijg ik hoofdpijn van mijn medicijn?", False),
+    ("I am tired of my treatment", False),
 ])
 def test_adverse_event_detection(text, expected):
     assert policy.is_adverse_event(text) is expected
