@@ -123,6 +123,8 @@ SYMPTOM = _rx(
     r"verward", r"vergeetachtig", r"slapeloos", r"slecht slapen", r"somber", r"diarree", r"verstop",
     r"bloed", r"jeuk", r"tintel", r"hartklop", r"benauwd", r"wazig", r"\bziek\b", r"onwel",
     r"(heb|had|krijg|kreeg|ervaar|last van)\b.{0,25}\bbijwerking",
+    r"\bhurts?\b", r"\bhurting\b", r"\bsore\b", r"\b(cannot|can not|unable to) sleep", r"liver (enzymes?|values|tests?)",
+    r"\b(alt|ast)\b", r"leverwaarden", r"leverenzym", r"\b(valt|viel)\b",
 )
 SUBJECT = _rx(
     r"\b(i|i'm|im|i've|ive|i am|me|my)\b",
@@ -138,6 +140,11 @@ ONSET = _rx(
     r"\b(gebruik|slik|neem)\b.{0,30}(" + MEDICINE.pattern + ")",
     DRUGS.pattern,
 )
+ONSET = _rx(ONSET.pattern,
+            # "since the new medicine", "sinds de behandeling"
+            r"\b(since|after|ever since|sinds|na)\s+(\w+\s+){0,3}(" + MEDICINE.pattern + ")",
+            # "the medicine is making me sick"
+            r"(" + MEDICINE.pattern + r")\w*\s+(is\s+|are\s+|was\s+)?(making|made|gives?|gave|giving)\s+(me|him|her|them|my)\b")
 # the medicine told as the cause, in a statement: "I get headaches from my pills", "door haar medicijn"
 # ("Will I get dizzy from my pills?" asks what may happen)
 CAUSE = _rx(

@@ -33,6 +33,17 @@ def test_language(text, lang):
     # asked, not told: what may happen
     ("Will I get dizzy from my pills?", False), ("Krijg ik hoofdpijn van mijn medicijn?", False),
     ("I am tired of my treatment", False),
+    # told in other words (each was not recognised)
+    ("I started larotrectinib last week and now my legs hurt.", True),
+    ("My baby has been vomiting since the new medicine.", True),
+    ("Mijn zoon is sinds de behandeling steeds moe.", True),
+    ("Ever since I have been taking the capsules I cannot sleep", True),
+    ("I think the medicine is making me sick.", True),
+    ("My patient developed raised liver enzymes on larotrectinib.", True),
+    ("Mijn man valt steeds sinds hij de capsules slikt.", True),
+    ("How should liver enzymes be monitored on larotrectinib?", False),
+    ("Will the medicine make me sick?", False),
+    ("Welke patiënten vallen onder de indicatie van larotrectinib?", False),
 ])
 def test_adverse_event_detection(text, expected):
     assert policy.is_adverse_event(text) is expected
