@@ -54,6 +54,7 @@ DOMAIN = _rx(
     r"\b(comes?|coming) back\b", r"\bterug(komen|komt|keren|keert)\b", r"\brecurr?(ence|ent|ing|s|ed)?\b",
     r"\brelaps", r"\brecidie?f", r"\bdeadly\b", r"\bfatal\b", r"\bdodelijk\b",
     r"\bwill (i|we|he|she|they|my \w+) die\b", r"\b(ga|gaat|gaan) (ik|hij|zij|ze|mijn \w+) dood\b",
+    r"\bsecond opinion\b", r"\btweede (mening|opinie)\b",
     # about this assistant's texts: where they come from, who wrote and reviewed them
     r"\b(this|your|these|deze|dit|uw|jouw|je)\s+(information|informatie|info|texts?|teksten|answers?|antwoorden|assistant|assistent|chat)\b",
     r"\b(sources?|bronnen|bron)\b",
@@ -163,7 +164,8 @@ ADVICE_RX = _rx(
     r"\bkan (ik|wij|we)\b.{0,30}\b(stoppen|minderen|verminderen|verlagen|verhogen|overslaan|"
     r"veranderen|wisselen|overstappen|innemen|nemen|verdubbelen|halveren|weigeren|vermijden|proberen|krijgen)\b",
     r"\bwat moet ik\b", r"\braad\w*\b.{0,20}\baan\b",
-    r"\bgeschikt voor (mij|mijn|ons)\b", r"\bin my (case|situation)\b", r"\bmijn situatie\b",
+    r"\bgeschikt voor (mij|mijn|ons)\b", r"\b(beste|juiste|goede) (\w+ )?(voor|bij) (mij|mijn|ons)\b",
+    r"\bsecond opinion\b", r"\btweede (mening|opinie)\b", r"\bin my (case|situation)\b", r"\bmijn situatie\b",
     r"\bwhat (now|next)\b", r"\bwhat happens (to me )?now\b", r"\bwhat do (i|we) do now\b", r"\bwat nu\b",
     r"\bhoe (gaat het )?nu verder\b", r"\bwat moet(en)? (ik|we) nu\b",
 )

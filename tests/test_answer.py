@@ -143,6 +143,8 @@ def test_unfamiliar_counts_words_found_in_no_text(engine):
     "Should I ask my oncologist to stop my chemo and switch to a TRK inhibitor?",
     "Moet ik mijn behandeling stoppen?",
     "I was just diagnosed with TRK fusion cancer. What now?", "Bij mij is TRK-fusiekanker vastgesteld. Wat nu?",
+    # were out of scope, "out of scope" and an answer on the treatments in general
+    "Should I get a second opinion?", "Kan ik een second opinion vragen?", "Welke behandeling is het beste voor mij?",
 ])
 def test_advice_refers_to_the_doctor(engine, q):
     reply = engine.ask(q)
