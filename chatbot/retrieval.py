@@ -69,6 +69,8 @@ EXPANSIONS = [
     # "Waar in het lichaam ontstaat het?": "ontstaat" also says how a fusion arises (in the tumour,
     # not inherited), and "lichaam" counts for little
     (re.compile(r"\bwaar\b.{0,30}\blichaam\b", re.IGNORECASE), "overal in het lichaam"),
+    # "Hoe neem ik een TRK-remmer in?": the Dutch texts say "ingenomen" (a separable verb)
+    (re.compile(r"\bhoe\s+(?:neem|neemt|nemen|slik|slikt|slikken)\b", re.IGNORECASE), "via de mond ingenomen"),
     # "Hoeveel mensen krijgen het?": the Dutch texts say how often (the English question finds its passage)
     (re.compile(r"\bhoeveel\s+(?:mensen|patiënten|personen)\b", re.IGNORECASE), "hoe vaak; zeldzaam"),
     # "What are the mechanisms of resistance?": the texts name two kinds, on target and off target

@@ -614,6 +614,13 @@ def test_how_long_is_answered_only_by_a_text_that_says_how_long(engine, q, role,
         assert reply.kind == "answer" and said in reply.answer, reply.answer
 
 
+def test_how_a_trk_inhibitor_is_taken_in_dutch(engine):
+    """"neem ... in" is how Dutch says "ingenomen": it got what a positive result means."""
+    reply = engine.ask("Hoe neem ik een TRK-remmer in?")
+    assert reply.kind == "answer" and "via de mond ingenomen" in reply.answer, reply.answer
+    assert reply.citations[0].doc_id == "nl-behandeling"
+
+
 @pytest.mark.parametrize("q, said", [
     # "ontstaat" also says how a fusion arises: it got "ontstaat in de tumor zelf" (not inherited)
     ("Waar in het lichaam ontstaat TRK-fusiekanker?", "overal in het lichaam"),
