@@ -69,6 +69,8 @@ EXPANSIONS = [
     # "Waar in het lichaam ontstaat het?": "ontstaat" also says how a fusion arises (in the tumour,
     # not inherited), and "lichaam" counts for little
     (re.compile(r"\bwaar\b.{0,30}\blichaam\b", re.IGNORECASE), "overal in het lichaam"),
+    # "Welke testen zijn er?": "test" is in most Dutch texts; they name the kinds as the laboratory's
+    (re.compile(r"\bwelke\s+(?:soorten\s+)?test(?:en|s)?\b", re.IGNORECASE), "het laboratorium kan verschillende testen gebruiken"),
     # "Hoe neem ik een TRK-remmer in?": the Dutch texts say "ingenomen" (a separable verb)
     (re.compile(r"\bhoe\s+(?:neem|neemt|nemen|slik|slikt|slikken)\b", re.IGNORECASE), "via de mond ingenomen"),
     # "Hoeveel mensen krijgen het?": the Dutch texts say how often (the English question finds its passage)

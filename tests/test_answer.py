@@ -614,6 +614,13 @@ def test_how_long_is_answered_only_by_a_text_that_says_how_long(engine, q, role,
         assert reply.kind == "answer" and said in reply.answer, reply.answer
 
 
+def test_which_tests_in_dutch(engine):
+    """"test" is in most Dutch texts: it got "a TRK inhibitor is only an option after a test"."""
+    reply = engine.ask("Welke testen zijn er?")
+    assert reply.kind == "answer" and "verschillende testen" in reply.answer, reply.answer
+    assert reply.citations[0].doc_id == "nl-diagnose"
+
+
 def test_how_a_trk_inhibitor_is_taken_in_dutch(engine):
     """"neem ... in" is how Dutch says "ingenomen": it got what a positive result means."""
     reply = engine.ask("Hoe neem ik een TRK-remmer in?")
