@@ -328,6 +328,12 @@ def small_talk(text: str) -> str | None:
     return None
 
 
+# how to reach the texts for professionals is not a request for medical advice ("How can I get
+# access as a doctor?", "Mag ik de informatie voor zorgprofessionals zien?")
+_ACCESS = _rx(r"\b(access|toegang|regist\w*|sign(ed)? in|log(ged)? in|inloggen|verif\w*)\b",
+              r"\b(informat\w+|texts?|teksten)\s+(voor|for)\s+(zorgprofessionals|(healthcare )?professionals|hcps?)\b")
+
+
 def wants_advice(text: str) -> bool:
-    return bool(ADVICE_RX.search(text))
+    return bool(ADVICE_RX.search(text)) and not _ACCESS.search(text)
 

@@ -138,6 +138,17 @@ def test_unfamiliar_counts_words_found_in_no_text(engine):
     assert not _unfamiliar(f"What is {word}?", engine.snapshot().vocabulary["hcp"])
 
 
+@pytest.mark.parametrize("q, said", [
+    ("How can I get access as a doctor?", "register"),
+    ("Mag ik de informatie voor zorgprofessionals zien?", "registreren"),
+])
+def test_how_to_reach_the_professionals_texts_is_not_a_request_for_advice(engine, q, said):
+    """Both got "I cannot give personal medical advice" ("can I get", "mag ik")."""
+    reply = engine.ask(q)
+    assert reply.kind == "answer" and said in reply.answer, reply.answer
+    assert all(c.audience == "public" for c in reply.citations)
+
+
 @pytest.mark.parametrize("q", [
     "My daughter has a sarcoma. Should she have surgery or wait?",
     "Should I ask my oncologist to stop my chemo and switch to a TRK inhibitor?",
