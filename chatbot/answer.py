@@ -198,6 +198,10 @@ class Engine:
         context = [q] + (history[-2:] if follow else [])
         query = expand(policy.rewrite_follow_up(history[-1], q) if follow else q)
         snap = self.snapshot()
+
+        def out_of_scope() -> Reply:
+            return Reply(policy.OUT_OF_SCOPE, msg(lang, "out_of_scope"), language=lang, generation=snap.name)
+
         t = time.perf_counter()
         qv = self.embedder.encode_query(query)
         timings["embed_ms"] = (time.perf_counter() - t) * 1000
@@ -208,7 +212,7 @@ class Engine:
         clinical_words = role == HCP and policy.asks_hcp_content(context)
         off_topic_words = not policy.in_domain(context) and not clinical_words
         if off_topic_words and max(sims.values()) < self.settings.out_of_scope_score:
-            return Reply(policy.OUT_OF_SCOPE, msg(lang, "out_of_scope"), language=lang, generation=snap.name)
+            return out_of_scope()
 
         if role != HCP:
             if policy.asks_hcp_content(context):
@@ -225,7 +229,7 @@ class Engine:
         # out of scope even when a word it shares with them finds a passage ("Wat is het recept
         # voor appeltaart?" got "TRK-remmers zijn alleen op recept verkrijgbaar")
         if off_topic_words and _unfamiliar(q, snap.vocabulary[role]):
-            return Reply(policy.OUT_OF_SCOPE, msg(lang, "out_of_scope"), language=lang, generation=snap.name)
+            return out_of_scope()
 
         # the clinical texts are English only: a verified HCP's clinical question in Dutch is looked up
         # there first ("Wat is de dosering?" found the public text on who may read doses)
@@ -241,7 +245,7 @@ class Engine:
             # alone cannot tell that of a Dutch question (the model is English: "Wie wint de Tour
             # de France?" is as close to the Dutch texts as "Is het erfelijk?")
             if off_topic_words:
-                return Reply(policy.OUT_OF_SCOPE, msg(lang, "out_of_scope"), language=lang, generation=snap.name)
+                return out_of_scope()
             # a verified HCP is not sent to "your doctor"
             unknown = msg(lang, "no_answer_hcp" if role == HCP else "no_answer")
             return Reply(policy.NO_ANSWER, unknown, language=lang, generation=snap.name)

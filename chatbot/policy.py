@@ -34,6 +34,9 @@ MEDICINE = _rx(DRUGS.pattern, r"\btrk[- ]?(inhibitor|remmer)s?\b", r"\binhibitor
                r"\btreatment\b", r"\btherapy\b", r"\bchemo", r"\bgeneesmiddel", r"\bmedicijn", r"\bmedicatie",
                r"\bbehandeling\b", r"\bpil(len)?\b", r"\bcapsule", r"\bdrank\b", r"\bkuur\b")
 
+# a patient's question about their care, in scope (DOMAIN) and a request for advice (ADVICE_RX)
+_SECOND_OPINION = r"\bsecond opinion\b|\btweede (mening|opinie)\b"
+
 DOMAIN = _rx(
     r"\bn?trk", r"ntrk", r"\bfusi", r"fusion", r"fusie", r"cancer", r"kanker", r"\btumou?r", r"\btumor",
     r"oncolog", r"carcino", r"sarcom", r"nephrom", r"melanom", r"\bgenes?\b", r"\bgen(en)?\b", r"genom",
@@ -54,7 +57,7 @@ DOMAIN = _rx(
     r"\b(comes?|coming) back\b", r"\bterug(komen|komt|keren|keert)\b", r"\brecurr?(ence|ent|ing|s|ed)?\b",
     r"\brelaps", r"\brecidie?f", r"\bdeadly\b", r"\bfatal\b", r"\bdodelijk\b",
     r"\bwill (i|we|he|she|they|my \w+) die\b", r"\b(ga|gaat|gaan) (ik|hij|zij|ze|mijn \w+) dood\b",
-    r"\bsecond opinion\b", r"\btweede (mening|opinie)\b",
+    _SECOND_OPINION,
     # about this assistant's texts: where they come from, who wrote and reviewed them
     r"\b(this|your|these|deze|dit|uw|jouw|je)\s+(information|informatie|info|texts?|teksten|answers?|antwoorden|assistant|assistent|chat)\b",
     r"\b(sources?|bronnen|bron)\b",
@@ -139,13 +142,12 @@ ONSET = _rx(
     r"\b(taking|using|started|start|began|on)\b.{0,30}(" + MEDICINE.pattern + ")",
     r"\b(sinds|nadat|na|tijdens)\b.{0,40}\b(gebruik|slik|neem|begonnen|gestart|start)",
     r"\b(gebruik|slik|neem)\b.{0,30}(" + MEDICINE.pattern + ")",
+    # "since the new medicine", "sinds de behandeling"
+    r"\b(since|after|ever since|sinds|na)\s+(\w+\s+){0,3}(" + MEDICINE.pattern + ")",
+    # "the medicine is making me sick"
+    r"(" + MEDICINE.pattern + r")\w*\s+(is\s+|are\s+|was\s+)?(making|made|gives?|gave|giving)\s+(me|him|her|them|my)\b",
     DRUGS.pattern,
 )
-ONSET = _rx(ONSET.pattern,
-            # "since the new medicine", "sinds de behandeling"
-            r"\b(since|after|ever since|sinds|na)\s+(\w+\s+){0,3}(" + MEDICINE.pattern + ")",
-            # "the medicine is making me sick"
-            r"(" + MEDICINE.pattern + r")\w*\s+(is\s+|are\s+|was\s+)?(making|made|gives?|gave|giving)\s+(me|him|her|them|my)\b")
 # the medicine told as the cause, in a statement: "I get headaches from my pills", "door haar medicijn"
 # ("Will I get dizzy from my pills?" asks what may happen)
 CAUSE = _rx(
@@ -165,7 +167,7 @@ ADVICE_RX = _rx(
     r"veranderen|wisselen|overstappen|innemen|nemen|verdubbelen|halveren|weigeren|vermijden|proberen|krijgen)\b",
     r"\bwat moet ik\b", r"\braad\w*\b.{0,20}\baan\b",
     r"\bgeschikt voor (mij|mijn|ons)\b", r"\b(beste|juiste|goede) (\w+ )?(voor|bij) (mij|mijn|ons)\b",
-    r"\bsecond opinion\b", r"\btweede (mening|opinie)\b", r"\bin my (case|situation)\b", r"\bmijn situatie\b",
+    _SECOND_OPINION, r"\bin my (case|situation)\b", r"\bmijn situatie\b",
     r"\bwhat (now|next)\b", r"\bwhat happens (to me )?now\b", r"\bwhat do (i|we) do now\b", r"\bwat nu\b",
     r"\bhoe (gaat het )?nu verder\b", r"\bwat moet(en)? (ik|we) nu\b",
 )
