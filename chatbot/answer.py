@@ -10,63 +10,26 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from chatbot import policy
 from chatbot.config import Settings
 from chatbot.index import IndexUnavailable, Store
+from chatbot.knowledge import ADVERSE_EVENT, ADVICE, CLINICAL, OUT_OF_SCOPE, OUTLOOK, QUESTION, SMALL_TALK
 from chatbot.messages import AE_QUERY, msg
-from chatbot.retrieval import (
-    HCP,
-    PUBLIC,
-    Hit,
-    Retriever,
-    Snapshot,
-    expand,
-    glossed,
-    tokenize,
-    words,
-)
+from chatbot.intent import Prediction
+from chatbot.retrieval import HCP, PUBLIC, Hit, Retriever, Snapshot, tokenize, words
 
 ROLES = (PUBLIC, HCP)
-# words that say nothing about what is asked, so an answer need not share them: the topic's own words,
-# words of asking, and words any question may have ("everyone", the Dutch preposition "bij")
-GENERIC = set("""trk ntrk fusion cancer kanker tumour tumor gene gen fusiekanker trk-fusiekanker ntrk-gene
-ntrk-genfusie get only tell know please explain mean means kind type people someone thing about
-give information info informatie geef geeft geven weten vertel uitleg iemand mensen soort graag
-does happen treat behandel diagnos test doctor arts patient patiënt body lichaam
-everyone everybody anyone anybody iedereen bij often usually commonly mostly generally typically frequently normally actually exactly meestal gewoonlijk whether show shows showed""".split())
-# words an answer must share with the question when it has them: who it is about (adults, children),
-# which result, whether it can be cured, resistance (word forms as `tokenize` gives them)
-_MUST_MATCH = [
-    {"child", "kind", "paediatric", "pediatric", "infant", "infantile", "baby", "babie", "adolescent",
-     "zuigeling", "zuigelingen"},
-    {"adult", "volwassen", "volwassene"},
-    # what a positive result means is not what a negative one means
-    {"positive", "positief", "positieve"},
-    {"negative", "negatief", "negatieve"},
-    # nor is whether it can be cured answered by the list of treatments
-    {"cure", "cured", "cures", "curable", "genezen", "geneesbaar", "genezing"},
-    # nor whether it can be prevented by how it is treated
-    {"prevent", "prevented", "preventing", "prevention", "preventable"},
-    # nor how long something takes by what it is ("How long is larotrectinib taken?" got its dose
-    # reductions; it is taken until disease progression)
-    {"long", "lang", "duur", "duurt", "duren", "until"},
-    # nor how resistance arises by a medicine's interactions with CYP3A4 inhibitors
-    {"resistance", "resistant", "resistentie", "resistent"},
-]
-# nor survival by response rates and warnings (the larotrectinib texts give no survival figure);
-# "progression-free" is how the texts give the share of patients without progression, so a PFS
-# question is also answered by that word
-_SURVIVAL = {"survival", "survive", "survived", "surviving", "overleving", "overleven", "overlevingskan"}
-_PROGRESSION_FREE = {"progression-free", "pfs", "progressievrij", "progressievrije"}
-# nor what happens when a medicine is stopped by what happens while it is taken; but "Should I stop
-# my chemotherapy?" is a request for advice, whose general information need not speak of stopping
-_STOPPING = {"stop", "stops", "stopped", "stopping", "discontinue", "discontinued", "discontinuation", "withdrawal"}
 _DIGIT = re.compile(r"\d")
-CLASS_NAME = {"en": "TRK inhibitors", "nl": "TRK-remmers"}  # the medicines as a class, for a second search
 _ASKING = re.compile(r"\b(ask|questions?|vragen|vraag)\b", re.IGNORECASE)
 # a sentence that opens like this leans on the one before it ("It can include surgery ...")
 _REFERS = re.compile(r"(It|Its|They|Their|These|This|Those|That|Such|Both|Het|Dit|Deze|Die|Dat|Ze|Zij|Hun|Zo'n|Beide)\b"
                      r"|(\S+ ){1,4}then\b")  # "The fused gene then makes ...": the step before it
+FOLLOW_UP_WORDS = 6  # a message with at most this many content words after an earlier one leans on it
+SAME_SENTENCE = 0.85  # two sentences this similar say the same thing: the answer keeps one
+MAX_SENTENCES = 4  # unless a list is asked for
+ALSO_ASKS = 0.15  # a side-effect report that is this likely a question too gets an answer as well
 
 
 @dataclass
@@ -136,6 +99,9 @@ class Engine:
         self._checked = 0.0
         self._lock = threading.Lock()
         self._fixed: dict[str, object] = {}
+        self._vectors: dict[str, np.ndarray] = {}
+        self._lock_vectors = threading.Lock()
+        self.glossary = policy.load_glossary(settings.corpus_dir)
 
     # index generations ---------------------------------------------------------------------
     def snapshot(self, force: bool = False) -> Snapshot:
@@ -159,9 +125,36 @@ class Engine:
             if not current:
                 raise IndexUnavailable("no index has been built yet: run `python -m chatbot index`")
             if snap is None or snap.name != current:
-                self._snapshot = Snapshot(self.store.read(current))
+                self._snapshot = self._load(current)
             self._checked = time.monotonic()
             return self._snapshot
+
+    def _load(self, name: str) -> Snapshot:
+        """A generation with what serving learns from it: the reply-kind model (fitted here from the
+        generation's labelled messages, with the cut-off training chose; the same data gives the same
+        model in every process) and the answer gate."""
+        from chatbot.gate import Gate
+        from chatbot.intent import fit_cached
+
+        generation = self.store.read(name)
+        snap = Snapshot(generation)
+        snap.intent = None
+        if generation.utterances:
+            snap.intent = fit_cached(generation.utterances, generation.utterance_embeddings,
+                              generation.meta.get("ae_threshold", 0.5))
+        snap.gate = Gate.from_meta(generation.meta.get("gate"))
+        return snap
+
+    def embed(self, text: str) -> np.ndarray:
+        """The query vector, cached: history messages and repeated questions are embedded once."""
+        vec = self._vectors.get(text)
+        if vec is None:
+            vec = self.embedder.encode_query(text)
+            with self._lock_vectors:
+                self._vectors[text] = vec
+                while len(self._vectors) > 4096:
+                    self._vectors.pop(next(iter(self._vectors)))
+        return vec
 
     # the one entry point ------------------------------------------------------------------
     def ask(self, question: str, history: list[str] | tuple = (), role: str = PUBLIC) -> Reply:
@@ -174,79 +167,98 @@ class Engine:
         reply.timings = {k: round(v, 3) for k, v in timings.items()}
         return reply
 
+    def understand(self, snap: Snapshot, text: str, vector) -> Prediction:
+        """What the message asks for; a request hidden in leetspeak or base64 is read as decoded too."""
+        if snap.intent is None:
+            raise IndexUnavailable("the index has no reply-kind model: run `python -m chatbot index`")
+        pred = snap.intent.predict(text, vector)
+        for hidden in set(policy.variants(text)[1:]) - {text}:
+            if hidden != text:  # its characters tell: the vector stays the message's own
+                other = snap.intent.predict(hidden, vector)
+                if other.label == CLINICAL and pred.label != CLINICAL and not pred.adverse_event:
+                    pred = other  # the decoded form asks for HCP content
+        return pred
+
+    def _language(self, text: str, pred: Prediction | None, history: list[str]) -> str:
+        """English or Dutch: lingua and what the model learned from the labelled messages, averaged;
+        a message too short to tell follows the one before it."""
+        p = policy.dutch_probability(text)
+        if pred is not None and pred.dutch is not None:
+            p = (p + pred.dutch) / 2
+        if abs(p - 0.5) < 0.15 and history:
+            return policy.detect_language(history[-1])
+        return "nl" if p > 0.5 else "en"
+
     def _ask(self, question, history: list[str], role: str, timings: dict) -> Reply:
+        # input rules: exact by policy
         if not isinstance(question, str):
             return Reply(policy.INVALID, msg("en", "empty"))
         q = policy.clean(question)
         if not q:
             return Reply(policy.INVALID, msg(policy.detect_language(question or ""), "empty"))
-        lang = policy.detect_language(q)
+        if not re.search(r"[^\W\d_]", q):  # no letters ("???", "…"): nothing to understand
+            return Reply(policy.OUT_OF_SCOPE, msg("en", "out_of_scope"), language="en")
         if len(q) > self.settings.max_question_chars:
+            lang = policy.detect_language(q[:500])
             return Reply(policy.INVALID, msg(lang, "too_long", n=len(q), limit=self.settings.max_question_chars),
                          language=lang)
+        if policy.other_language(q):
+            return Reply(policy.INVALID, msg("en", "other_language"), language="en")
         history = [policy.clean(h) for h in history][-4:]
-        # a greeting or a thank-you in between is not what a follow-up refers to
-        history = [h for h in history if h and len(h) <= self.settings.max_question_chars
-                   and policy.small_talk(h) is None]
-
-        if policy.is_adverse_event(q) and not (role == HCP and policy.is_clinical_management_question(q)):
-            return self._adverse_event(q, lang, role, timings)
-        if (chat := policy.small_talk(q)) is not None:
-            return Reply(policy.SMALL_TALK, msg(lang, chat), language=lang)
-
-        follow = bool(history) and policy.is_follow_up(q)
-        context = [q] + (history[-2:] if follow else [])
-        query = expand(policy.rewrite_follow_up(history[-1], q) if follow else q)
+        history = [h for h in history if h and len(h) <= self.settings.max_question_chars]
         snap = self.snapshot()
-
-        def out_of_scope() -> Reply:
-            return Reply(policy.OUT_OF_SCOPE, msg(lang, "out_of_scope"), language=lang, generation=snap.name)
-
         t = time.perf_counter()
-        qv = self.embedder.encode_query(query)
+        qv = self.embed(q)
         timings["embed_ms"] = (time.perf_counter() - t) * 1000
-        sims = self.retriever.best_similarity(snap, qv)
+        t = time.perf_counter()
+        pred = self.understand(snap, q, qv)
+        timings["intent_ms"] = (time.perf_counter() - t) * 1000
+        # a greeting or a thank-you in between is not what a follow-up refers to
+        history = [h for h in history if snap.intent.predict(h, self.embed(h)).label != SMALL_TALK]
+        lang = self._language(q, pred, history)
+        label = pred.label
 
-        # an HCP's clinical question is in scope by its words ("What does the Japanese guideline
-        # recommend?" was out of scope by its similarity)
-        clinical_words = role == HCP and policy.asks_hcp_content(context)
-        off_topic_words = not policy.in_domain(context) and not clinical_words
-        if off_topic_words and max(sims.values()) < self.settings.out_of_scope_score:
-            return out_of_scope()
+        if pred.adverse_event:
+            return self._adverse_event(snap, q, qv, pred, history, lang, role, timings)
+        if label == SMALL_TALK:
+            thanks = bool(history)  # after an exchange it is a thank-you or a goodbye, before it a greeting
+            return Reply(policy.SMALL_TALK, msg(lang, "thanks" if thanks else "greeting"), language=lang)
+        if label == OUT_OF_SCOPE:
+            return Reply(policy.OUT_OF_SCOPE, msg(lang, "out_of_scope"), language=lang, generation=snap.name)
+        query, qv = self._query(q, qv, history)
+        if label == OUTLOOK:
+            return Reply(policy.NO_ANSWER, msg(lang, "no_answer"), language=lang, generation=snap.name)
+        if label == ADVICE:
+            return self._advice(snap, query, qv, lang, timings)
+        if label == CLINICAL and role != HCP:
+            return self._refusal(snap, query, qv, lang, timings)
+        return self._answer(snap, q, query, qv, lang, role, timings, clinical=label == CLINICAL)
 
-        if role != HCP:
-            if policy.asks_hcp_content(context):
-                return self._refusal(snap, query, qv, lang, timings)
-            # a request for personal advice gets the advice reply (public texts and "ask your
-            # doctor") unless its words ask for HCP content; its closeness to HCP texts alone
-            # does not make it a request for them ("What should I do if I get side effects?")
-            if policy.wants_advice(q):
-                return self._advice(snap, query, qv, lang, timings)
-            if sims[HCP] >= 0.55 and sims[HCP] - sims[PUBLIC] >= 0.15:
-                return self._refusal(snap, query, qv, lang, timings)
+    def _query(self, q: str, qv, history: list[str]):
+        """The text to search with: a short message after an earlier one is read with it ("and in
+        kids?"); a medicine it names replaces the one asked about before."""
+        if not history or len(words(q)) > FOLLOW_UP_WORDS:
+            return q, qv
+        before = history[-1]
+        if self.glossary.drugs_in(q):
+            before = self.glossary.without_drugs(before)
+        query = f"{before} {q}"
+        return query, self.embed(query)
 
-        # a question without the topic's words, half of whose words are in none of the texts, is
-        # out of scope even when a word it shares with them finds a passage ("Wat is het recept
-        # voor appeltaart?" got "TRK-remmers zijn alleen op recept verkrijgbaar")
-        if off_topic_words and _unfamiliar(q, snap.vocabulary[role]):
-            return out_of_scope()
-
-        # the clinical texts are English only: a verified HCP's clinical question in Dutch is looked up
-        # there first ("Wat is de dosering?" found the public text on who may read doses)
-        clinical = role == HCP and lang != "en" and policy.asks_clinical_data(context)
-        picked, used_lang = self._retrieve_and_pick(snap, query, qv, role, lang, timings, english_first=clinical)
-        if not picked and follow and (alone := expand(q)) != query:
-            # read as a follow-up it found nothing; it may stand on its own ("And what does ESMO
-            # recommend?" after "Which is most sensitive?")
-            picked, used_lang = self._retrieve_and_pick(snap, alone, self.embedder.encode_query(alone), role,
-                                                        lang, timings, english_first=clinical)
+    def _answer(self, snap: Snapshot, q: str, query: str, qv, lang: str, role: str, timings: dict,
+                clinical: bool = False) -> Reply:
+        # the clinical texts are in English: a verified HCP's clinical question in Dutch is looked up
+        # there first
+        english_first = clinical and lang != "en"
+        picked, used_lang = self._retrieve_and_pick(snap, query, qv, role, lang, timings, english_first=english_first)
+        if not picked and query != q:
+            # read as a follow-up it found nothing; it may stand on its own
+            picked, used_lang = self._retrieve_and_pick(snap, q, self.embed(q), role, lang, timings,
+                                                        english_first=english_first)
         if not picked:
-            # nothing answers it and it has none of the topic's words: out of scope. Similarity
-            # alone cannot tell that of a Dutch question (the model is English: "Wie wint de Tour
-            # de France?" is as close to the Dutch texts as "Is het erfelijk?")
-            if off_topic_words:
-                return out_of_scope()
-            # a verified HCP is not sent to "your doctor"
+            if role != HCP and self._hcp_would_answer(snap, query, qv, lang, timings):
+                # only the texts for professionals answer it: the refusal, not "I don't know"
+                return self._refusal(snap, query, qv, lang, timings)
             unknown = msg(lang, "no_answer_hcp" if role == HCP else "no_answer")
             return Reply(policy.NO_ANSWER, unknown, language=lang, generation=snap.name)
         text, citations = self._render(picked)
@@ -258,30 +270,46 @@ class Engine:
             text = f"{msg(lang, 'fallback_language')}\n\n{text}".strip()
         return Reply(policy.ANSWER, text, citations, language=lang, generation=snap.name)
 
+    def _hcp_would_answer(self, snap: Snapshot, query: str, qv, lang: str, timings: dict) -> bool:
+        """Whether a passage for professionals answers what the public texts do not (for the policy
+        decision only: nothing of it is shown)."""
+        picked, _ = self._retrieve_and_pick(snap, query, qv, HCP, lang, {})
+        return bool(picked) and any(p.hit.chunk.audience == HCP for p in picked)
+
     # reply kinds ----------------------------------------------------------------------------
-    def _adverse_event(self, q: str, lang: str, role: str, timings: dict) -> Reply:
-        self._log_adverse_event(q, lang, role)
+    def _adverse_event(self, snap: Snapshot, q: str, qv, pred: Prediction, history: list[str], lang: str,
+                       role: str, timings: dict) -> Reply:
+        """Log the report first; then how to report it and, when the message also asks something
+        ("... is that known?"), the answer to that."""
+        self._log_adverse_event(q, lang, role, pred)
         text = msg(lang, "adverse_event")
         citations: list[Citation] = []
-        try:
-            snap = self.snapshot()
-            query = AE_QUERY[lang]
-            qv = self._fixed.get(query)
-            if qv is None:  # a fixed query: embed it once, not on every report
-                qv = self._fixed[query] = self.embedder.encode_query(query)
-            hits = self.retriever.search(snap, query, qv, PUBLIC, lang, timings)
-            picked = self._pick(snap, hits, query, qv, limit=3)
-            if picked:
-                how, citations = self._render(picked)
-                text = f"{text}\n\n{msg(lang, 'adverse_event_how')} {how}"
-        except IndexUnavailable:
-            pass  # the fixed message still tells the user what to do
-        return Reply(policy.ADVERSE_EVENT, text, citations, language=lang)
+        query = AE_QUERY[lang]
+        qv_how = self._fixed.get(query)
+        if qv_how is None:  # a fixed query: embed it once, not on every report
+            qv_how = self._fixed[query] = self.embedder.encode_query(query)
+        hits = self.retriever.search(snap, query, qv_how, PUBLIC, lang, timings)
+        picked = self._pick(snap, hits, query, qv_how, limit=3, lang=lang)
+        if picked:
+            how, citations = self._render(picked)
+            text = f"{text}\n\n{msg(lang, 'adverse_event_how')} {how}"
+        asks = max((QUESTION, CLINICAL), key=lambda k: pred.proba.get(k, 0.0))
+        if role == HCP:
+            asks = QUESTION  # a verified HCP's question is answered from every text
+        if ("?" in q or pred.proba.get(asks, 0.0) >= ALSO_ASKS) and asks == QUESTION:
+            query, qv = self._query(q, qv, history)
+            found, _ = self._retrieve_and_pick(snap, query, qv, role, lang, timings, english_first=asks == CLINICAL
+                                               and lang != "en")
+            if found:
+                answer, more = self._render(found, first=len(citations) + 1)
+                text = f"{text}\n\n{msg(lang, 'adverse_event_answer')} {answer}"
+                citations += more
+        return Reply(policy.ADVERSE_EVENT, text, citations, language=lang, generation=snap.name)
 
     def _refusal(self, snap: Snapshot, query: str, qv, lang: str, timings: dict) -> Reply:
         text = msg(lang, "hcp_only")
         hits = self.retriever.search(snap, query, qv, PUBLIC, lang, timings)
-        picked = [p for p in self._pick(snap, hits, query, qv, limit=2) if not _DIGIT.search(p.text)]
+        picked = [p for p in self._pick(snap, hits, query, qv, limit=2, lang=lang) if not _DIGIT.search(p.text)]
         picked = [p for p in picked if p.sim >= self.settings.answer_score]
         citations: list[Citation] = []
         if picked:
@@ -305,69 +333,58 @@ class Engine:
         languages = [lang] + (["en"] if lang != "en" else [])
         if english_first:
             languages.reverse()
-        drugs = policy.drugs_in(query)
+        drugs = self.glossary.drugs_in(query)
         # a question about a medicine is first looked up in that medicine's passages, in either
-        # language; then in what holds for TRK inhibitors as a class ("How does resistance to
-        # larotrectinib develop?": the class passages were crowded out), still never in passages
-        # about another medicine
+        # language; then in what holds for TRK inhibitors as a class, still never in passages about
+        # another medicine
         for as_class in ([False, True] if drugs else [False]):
             for language in languages:
                 q, v = query, qv
                 if as_class:
-                    q = policy.DRUGS.sub(CLASS_NAME[lang], q)
-                if language != lang:  # English texts for a Dutch question: search with English terms
-                    q = glossed(q)
-                if q != query:
-                    v = self.embedder.encode_query(q)
-                # what the passages must answer is the question as asked, medicines named: the class
-                # name alone is in every class passage ("What is the half-life of larotrectinib?"
-                # got the off-target resistance text, which shares only "TRK inhibitors")
-                asked = glossed(query) if language != lang else query
-                # the medicines asked about, also once the class name stands in for them
-                picked = self._search_and_pick(snap, q, v, role, language, timings, limit, drugs, asked)
+                    q = self.glossary.without_drugs(q, self.glossary.class_name[lang])
+                    v = self.embed(q)
+                picked = self._search_and_pick(snap, q, v, role, language, lang, timings, limit, drugs, query)
                 if picked:
                     return picked, language
         return [], lang
 
-    def _search_and_pick(self, snap, q, v, role, language, timings, limit, drugs=None,
+    def _search_and_pick(self, snap, q, v, role, language, query_lang, timings, limit, drugs=None,
                          asked: str | None = None) -> list[Picked]:
-        hits = self.retriever.search(snap, q, v, role, language, timings)
+        hits = self.retriever.search(snap, q, v, role, language, timings, query_lang=query_lang)
         t = time.perf_counter()
-        picked = self._pick(snap, hits, q, v, limit=limit, drugs=drugs)
-        picked = picked if self._answers(asked or q, picked) else []
+        picked = self._pick(snap, hits, q, v, limit=limit, drugs=drugs, lang=query_lang)
+        # what the passages must answer is the question as asked, medicines named
+        picked = picked if snap.gate.answers(snap, asked or q, query_lang, v, picked) else []
         timings["compose_ms"] = timings.get("compose_ms", 0) + (time.perf_counter() - t) * 1000
         return picked
 
     def _pick(self, snap: Snapshot, hits: list[Hit], query: str, qv, limit: int | None = None,
-              drugs: set[str] | None = None) -> list[Picked]:
+              drugs: set[str] | None = None, lang: str = "en") -> list[Picked]:
         """The sentences that best answer the query, from the one to three most relevant passages."""
-        limit = limit or self.settings.max_sentences
-        asked = {forms[0]: set(forms) for forms in words(query)}
+        limit = limit or min(self.settings.max_sentences, MAX_SENTENCES)
+        asked = {forms[0]: set(forms) for forms in words(query, lang)}
         if not asked or not hits:
             return []  # no word to match ("กก'", punctuation) or no passage: nothing answers it
-        # the words that say what is asked; the topic words of every text only if there are no others
-        specific = {w: forms for w, forms in asked.items() if forms - GENERIC} or asked
-        lang = hits[0].chunk.language  # one search, one language
-        weight = {w: snap.weight(w, lang) for w in specific}
+        text_lang = hits[0].chunk.language  # one search, one language
+        # each asked word counts by how telling it is in the texts ("TRK-fusiekanker" is in most
+        # Dutch texts, "behandeld" in few)
+        weight = {w: snap.weight(w, text_lang) for w in asked}
         total = sum(weight.values())
 
         def share(text: str) -> float:
-            """How much of the question a text holds: each asked word counted once, by how telling it
-            is ("TRK-fusiekanker" is in most Dutch texts, "behandeld" in few), in part for a compound
-            of which only some parts occur."""
-            toks = set(tokenize(text))
-            return sum(weight[w] * len(forms & toks) / len(forms) for w, forms in specific.items()) / total
+            toks = set(tokenize(text, text_lang))
+            return sum(weight[w] * len(forms & toks) / len(forms) for w, forms in asked.items()) / total
 
         wants_questions = bool(_ASKING.search(query))
-        asked_drugs = policy.drugs_in(query) if drugs is None else drugs
+        asked_drugs = self.glossary.drugs_in(query) if drugs is None else drugs
         # dense similarity is weaker outside English, so lexical evidence weighs more there
-        lex_w, head_w = (0.4, 0.2) if policy.detect_language(query) == "nl" else (0.15, 0.1)
+        lex_w, head_w = (0.4, 0.2) if lang == "nl" else (0.15, 0.1)
         cands: list[Picked] = []
         for hit in hits:
             rows = snap.sentences_of(hit.chunk.id)
             if not rows:
                 continue
-            chunk_drugs = policy.drugs_in(f"{hit.chunk.title} {hit.chunk.text}")
+            chunk_drugs = self.glossary.drugs_in(f"{hit.chunk.title} {hit.chunk.text}")
             if asked_drugs and chunk_drugs and not asked_drugs & chunk_drugs:
                 continue  # a passage about another medicine does not answer it (one about none may:
                 # what holds for TRK inhibitors as a class, such as how resistance to them arises)
@@ -395,10 +412,13 @@ class Engine:
                        or (p.hit.chunk.id in focus and p.score >= floor)), key=lambda p: -p.score)
         chosen: list[Picked] = []
         said: set[str] = set()
-        for p in pool:  # the same sentence in two passages is said once, from the better one
-            if _said(p.text) not in said and len(chosen) < limit:
-                said.add(_said(p.text))
-                chosen.append(p)
+        for p in pool:  # a sentence that says what a chosen one says is left out (same words or meaning)
+            if _said(p.text) in said or len(chosen) >= limit:
+                continue
+            if chosen and float((snap.sent_emb[[c.row for c in chosen]] @ snap.sent_emb[p.row]).max()) >= SAME_SENTENCE:
+                continue
+            said.add(_said(p.text))
+            chosen.append(p)
         # a sentence that leans on the one before it comes with it (same passage, same citation)
         position = {(p.hit.chunk.id, p.order): p for p in cands}
         for p in chosen:  # grows while it runs: an added sentence may lean on its own predecessor
@@ -410,42 +430,13 @@ class Engine:
         chosen.sort(key=lambda p: (first[p.hit.chunk.id], p.order))
         return chosen
 
-    def _answers(self, query: str, picked: list[Picked]) -> bool:
-        """Whether the picked sentences answer the question, not just share its topic."""
-        if not picked:
-            return False
-        best = max(p.sim for p in picked)
-        q_tokens = tokenize(query)
-        specific = [t for t in q_tokens if t not in GENERIC and len(t) > 2]
-        if not specific:
-            return best >= self.settings.min_sentence_score + 0.05
-        text_tokens = set()
-        for p in picked:
-            text_tokens.update(tokenize(f"{p.text} {p.hit.chunk.title} {p.hit.chunk.heading}"))
-        asked = set(q_tokens)
-        survival = _SURVIVAL | _PROGRESSION_FREE if asked & _PROGRESSION_FREE else _SURVIVAL
-        groups = [*_MUST_MATCH, survival] + ([] if policy.wants_advice(query) else [_STOPPING])
-        for group in groups:  # "for children?" is not answered by what holds for adults
-            if asked & group and not text_tokens & group:
-                return False
-
-        def found(tok: str) -> bool:
-            # a long word keeps more of itself: "fusiepartners" is not found in "fusiekanker"
-            stem = tok[:max(5, len(tok) - 4)]
-            return any(t == tok or (len(stem) >= 4 and t.startswith(stem)) for t in text_tokens)
-
-        coverage = sum(found(t) for t in specific) / len(specific)
-        if coverage == 0:
-            return best >= 0.8
-        return coverage >= 0.5 or best >= 0.65 or (coverage >= 0.25 and best >= 0.55)
-
     @staticmethod
-    def _render(picked: list[Picked]) -> tuple[str, list[Citation]]:
+    def _render(picked: list[Picked], first: int = 1) -> tuple[str, list[Citation]]:
         numbers: dict[str, int] = {}
         by_chunk: dict[str, list[Picked]] = {}
         parts = []
         for p in picked:
-            n = numbers.setdefault(p.hit.chunk.id, len(numbers) + 1)
+            n = numbers.setdefault(p.hit.chunk.id, len(numbers) + first)
             by_chunk.setdefault(p.hit.chunk.id, []).append(p)
             parts.append(f"{p.text} [{n}]")
         citations = []
@@ -458,21 +449,17 @@ class Engine:
             ))
         return " ".join(parts), citations
 
-    def _log_adverse_event(self, q: str, lang: str, role: str) -> None:
+    def _log_adverse_event(self, q: str, lang: str, role: str, pred: Prediction) -> None:
         """Record the report for pharmacovigilance follow-up, without who sent it."""
         path = Path(self.settings.data_dir) / "adverse_events.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
         record = {"ts": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                  "language": lang, "reporter": "hcp" if role == HCP else "public", "text": q}
+                  "language": lang, "reporter": "hcp" if role == HCP else "public", "text": q,
+                  "medicines": sorted(self.glossary.drugs_in(q)),
+                  "flagged_by": "model" if pred.label == ADVERSE_EVENT and pred.proba.get(ADVERSE_EVENT, 0) >= 0.5
+                  else "cut-off", "probability": round(pred.proba.get(ADVERSE_EVENT, 0.0), 3)}
         with open(path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-
-
-def _unfamiliar(question: str, vocabulary: frozenset[str]) -> bool:
-    """Whether at least half of the question's words (stop words aside) are in none of the texts."""
-    ws = words(question)
-    unknown = sum(not any(form in vocabulary for form in forms) for forms in ws)
-    return bool(ws) and 2 * unknown >= len(ws)
 
 
 def _said(sentence: str) -> str:

@@ -73,19 +73,30 @@ def split_sentences(text: str) -> list[str]:
     return out
 
 
+def _split_sections(doc: Document) -> list[tuple[str, str]]:
+    """(heading, text) of each section: "H2", "H2 > H3", or the title for text before the first H2."""
+    out = []
+    for section in MarkdownHeaderTextSplitter(HEADERS, strip_headers=True).split_text(doc.body):
+        path = [section.metadata[k] for _, k in HEADERS if k in section.metadata]
+        heading = " > ".join(path[1:] if len(path) > 1 else path)
+        out.append((heading or doc.title, section.page_content))
+    return out
+
+
+def section_headings(doc: Document) -> list[str]:
+    return [heading for heading, _ in _split_sections(doc)]
+
+
 def chunk_document(doc: Document, chunk_size: int, chunk_overlap: int = 0) -> list[Chunk]:
     """Chunks of one document, split at Markdown headings and then by size."""
-    by_heading = MarkdownHeaderTextSplitter(HEADERS, strip_headers=True).split_text(doc.body)
     sizer = RecursiveCharacterTextSplitter(
         chunk_size=chunk_size, chunk_overlap=chunk_overlap, separators=["\n\n", "\n", ". ", " "],
         keep_separator="end",
     )
     chunks: list[Chunk] = []
     seen: dict[str, int] = {}
-    for section in by_heading:
-        path = [section.metadata[k] for _, k in HEADERS if k in section.metadata]
-        heading = " > ".join(path[1:] if len(path) > 1 else path)
-        for piece in sizer.split_text(section.page_content):
+    for heading, text in _split_sections(doc):
+        for piece in sizer.split_text(text):
             piece = piece.strip()
             if not piece:
                 continue
@@ -94,7 +105,7 @@ def chunk_document(doc: Document, chunk_size: int, chunk_overlap: int = 0) -> li
             seen[digest] = n + 1
             chunk_id = f"{doc.id}:{digest}" + (f"-{n}" if n else "")
             chunks.append(Chunk(
-                id=chunk_id, doc_id=doc.id, title=doc.title, heading=heading or doc.title,
+                id=chunk_id, doc_id=doc.id, title=doc.title, heading=heading,
                 audience=doc.audience, language=doc.language, sources_json=doc.sources_json(),
                 text=piece, position=len(chunks),
             ))

@@ -47,8 +47,14 @@ def index(
     settings = Settings()
     try:
         if check:
+            from chatbot.knowledge import load_knowledge
+            from chatbot.policy import load_glossary
+
             docs = load_corpus(settings.corpus_dir)
-            typer.echo(f"corpus OK: {len(docs)} documents in {settings.corpus_dir}")
+            knowledge = load_knowledge(settings.corpus_dir, docs)
+            load_glossary(settings.corpus_dir)
+            typer.echo(f"corpus OK: {len(docs)} documents, {len(knowledge.questions)} passage questions and "
+                       f"{len(knowledge.utterances)} labelled messages in {settings.corpus_dir}")
             return
         if if_missing and Store(settings).current():
             typer.echo("index present; nothing to do")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import hashlib
+import json
 import os
 import secrets
 import time
@@ -24,6 +26,7 @@ import numpy as np
 from chatbot.chunking import Chunk, chunk_corpus, split_sentences
 from chatbot.config import Settings
 from chatbot.corpus import AUDIENCES, LANGUAGES, load_corpus
+from chatbot.knowledge import Knowledge, PassageQuestion, Utterance, load_knowledge
 
 Progress = Callable[[int, int, str], None]
 PARTITIONS = [(a, lang) for a in AUDIENCES for lang in LANGUAGES]
@@ -31,6 +34,8 @@ PAGE = 2000
 # how the vectors are made from the model's output (recorded beside the model; a change re-embeds
 # everything, like a change of model): sentences with title and section, chunks as their mean
 VECTORS = "sentences-titled/chunk-mean"
+# how the reply-kind model and the answer gate are trained (a change retrains on the next run)
+TRAINING = "intent-lr-char+minilm/gate-lr/v1"
 
 
 class IndexUnavailable(Exception):
@@ -60,6 +65,13 @@ class Generation:
     chunk_embeddings: np.ndarray
     sentences: list[tuple[str, int, str]]  # (chunk_id, index in chunk, sentence text)
     sentence_embeddings: np.ndarray
+    # the passage questions: (chunk id, question language, question), and their vectors
+    questions: list[tuple[str, str, str]] = field(default_factory=list)
+    question_embeddings: np.ndarray = field(default_factory=lambda: np.zeros((0, 384), dtype=np.float32))
+    # the labelled messages the reply-kind model learns from, and their vectors
+    utterances: list[Utterance] = field(default_factory=list)
+    utterance_embeddings: np.ndarray = field(default_factory=lambda: np.zeros((0, 384), dtype=np.float32))
+    meta: dict = field(default_factory=dict)  # what training chose (the side-effect cut-off, the gate)
 
     def sentence_rows(self) -> dict[str, list[int]]:
         """Row numbers of each chunk's sentences, in order."""
@@ -139,6 +151,16 @@ class Store:
     def sentence_collection_name(self, gen: str) -> str:
         return f"{self.prefix}_sents_{gen}"
 
+    def question_collection_name(self, gen: str) -> str:
+        return f"{self.prefix}_pq_{gen}"
+
+    def utterance_collection_name(self, gen: str) -> str:
+        return f"{self.prefix}_utt_{gen}"
+
+    def _extra_names(self, gen: str) -> list[str]:
+        return [self.sentence_collection_name(gen), self.question_collection_name(gen),
+                self.utterance_collection_name(gen)]
+
     def _pointer(self):
         return self.client.get_or_create_collection(
             f"{self.prefix}_pointer", embedding_function=None, metadata={"current": "", "previous": ""}
@@ -162,7 +184,7 @@ class Store:
         })
 
     def generations(self) -> set[str]:
-        heads = (f"{self.prefix}_chunks_", f"{self.prefix}_sents_")
+        heads = (f"{self.prefix}_chunks_", f"{self.prefix}_sents_", f"{self.prefix}_pq_", f"{self.prefix}_utt_")
         names = [c if isinstance(c, str) else c.name for c in self.client.list_collections()]
         return {n[len(h):].split("_")[0] for n in names for h in heads if n.startswith(h)}
 
@@ -175,7 +197,7 @@ class Store:
 
     def drop(self, gen: str) -> None:
         names = [self.chunk_collection_name(gen, a, lang) for a, lang in PARTITIONS]
-        for name in [*names, self.sentence_collection_name(gen)]:
+        for name in [*names, *self._extra_names(gen)]:
             with contextlib.suppress(Exception):
                 self.client.delete_collection(name)
 
@@ -203,6 +225,7 @@ class Store:
                     c[k].extend(part[k])
             s = self._read_all(self.collection(self.sentence_collection_name(gen)),
                                ["documents", "metadatas", "embeddings"])
+            q, u, meta = self._read_knowledge(gen)
         except Exception as exc:  # chromadb raises several types for a missing/corrupt store
             raise IndexUnavailable(f"index generation '{gen}' cannot be read ({exc})") from exc
         chunks = [Chunk.from_record(i, d, m) for i, d, m in zip(c["ids"], c["documents"], c["metadatas"])]
@@ -214,13 +237,40 @@ class Store:
         sent_order = sorted(range(len(sentences)), key=lambda i: sentences[i][:2])
         sentences = [sentences[i] for i in sent_order]
         sent_emb = np.asarray(s["embeddings"], dtype=np.float32).reshape(-1, dim)[sent_order]
-        return Generation(gen, chunks, chunk_emb, sentences, sent_emb)
+        q_order = sorted(range(len(q["ids"])), key=lambda i: q["ids"][i])
+        questions = [(q["metadatas"][i]["chunk_id"], q["metadatas"][i]["lang"], q["documents"][i]) for i in q_order]
+        q_emb = np.asarray(q["embeddings"], dtype=np.float32).reshape(-1, dim)[q_order]
+        u_order = sorted(range(len(u["ids"])), key=lambda i: u["ids"][i])
+        utterances = [_utterance(u["documents"][i], u["metadatas"][i]) for i in u_order]
+        u_emb = np.asarray(u["embeddings"], dtype=np.float32).reshape(-1, dim)[u_order]
+        return Generation(gen, chunks, chunk_emb, sentences, sent_emb, questions, q_emb, utterances, u_emb, meta)
+
+    def _read_knowledge(self, gen: str) -> tuple[dict, dict, dict]:
+        """Passage questions, labelled messages and what training chose; empty for a generation made
+        before they were indexed (the next `index` run makes a new one)."""
+        include = ["documents", "metadatas", "embeddings"]
+        empty = {"ids": [], "documents": [], "metadatas": [], "embeddings": []}
+        names = {c if isinstance(c, str) else c.name for c in self.client.list_collections()}
+        q = u = empty
+        meta: dict = {}
+        if self.question_collection_name(gen) in names:
+            q = self._read_all(self.collection(self.question_collection_name(gen)), include)
+        if self.utterance_collection_name(gen) in names:
+            u_col = self.collection(self.utterance_collection_name(gen))
+            u = self._read_all(u_col, include)
+            meta = json.loads((u_col.metadata or {}).get("trained", "{}"))
+        return q, u, meta
 
     def read_current(self) -> Generation:
         gen = self.current()
         if not gen:
             raise IndexUnavailable("no index has been built yet: run `python -m chatbot index`")
         return self.read(gen)
+
+
+def _utterance(text: str, meta: dict) -> Utterance:
+    return Utterance(text, meta["label"], meta["lang"], meta["family"], tuple(json.loads(meta["history"])),
+                     bool(meta["answerable"]), meta.get("where", ""))
 
 
 @dataclass
@@ -240,6 +290,9 @@ class IndexSummary:
     embedder: str = ""  # identity of the model that made the vectors
     model_changed: bool = False  # made by another model or recipe (VECTORS): everything embedded again
     cleaned: list[str] = field(default_factory=list)
+    questions: int = 0  # passage-question keys in the index
+    utterances: int = 0  # labelled messages the reply-kind model learned from
+    training: dict = field(default_factory=dict)
 
     def line(self) -> str:
         why = ("; the embedding model or how vectors are made changed, so every chunk was embedded again"
@@ -296,7 +349,9 @@ def build_index(settings: Settings, embedder, *, rebuild: bool = False, progress
     t0 = time.perf_counter()
     report = progress or (lambda done, total, msg: None)
     docs = load_corpus(settings.corpus_dir)  # validation happens before anything is touched
+    knowledge = load_knowledge(settings.corpus_dir, docs)
     chunks = chunk_corpus(docs, settings.chunk_size, settings.chunk_overlap)
+    questions = question_rows(chunks, knowledge.questions)
     store = store or _open_for_writing(settings, rebuild)
     with _writer_lock(settings):
         pointer = store.pointer_info()
@@ -316,11 +371,16 @@ def build_index(settings: Settings, embedder, *, rebuild: bool = False, progress
         old = {c.id: c for c in old_gen.chunks} if old_gen else {}
         summary.added, summary.updated, summary.removed, summary.unchanged = _diff_documents(chunks, old)
         summary.chunks_total = len(chunks)
+        summary.questions = len(questions)
+        summary.utterances = len(knowledge.utterances)
         keep = {current, pointer.get("previous")}
         summary.cleaned = sorted(g for g in store.generations() - keep if g)
         for gen in summary.cleaned:
             store.drop(gen)
-        same = reusable is not None and {c.id: c for c in chunks} == old
+        same = reusable is not None and {c.id: c for c in chunks} == old \
+            and sorted(r[:3] for r in questions) == sorted(old_gen.questions) \
+            and sorted(u.key for u in knowledge.utterances) == sorted(u.key for u in old_gen.utterances) \
+            and old_gen.meta.get("recipe") == TRAINING
         if same:
             summary.generation = current
             summary.unchanged = len({c.doc_id for c in chunks})
@@ -333,6 +393,9 @@ def build_index(settings: Settings, embedder, *, rebuild: bool = False, progress
         gen = dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S") + secrets.token_hex(3)
         try:
             _write_generation(store, gen, chunks, reusable, embedder, report, summary)
+            _write_knowledge(settings, store, gen, questions, knowledge, reusable, embedder, report)
+            report(0, 1, "training")
+            summary.training = _train(settings, store, gen, embedder)
             store.set_current(gen, identity)
         except BaseException:
             store.drop(gen)
@@ -345,6 +408,123 @@ def build_index(settings: Settings, embedder, *, rebuild: bool = False, progress
         summary.chunks_removed = len(old.keys() - {c.id for c in chunks})
         summary.seconds = time.perf_counter() - t0
         return summary
+
+
+def question_rows(chunks: list[Chunk], questions: list[PassageQuestion]) -> list[tuple[str, str, str, str]]:
+    """(chunk id, question language, question, row id) for each passage question and each chunk of
+    its section (a long section is split into several chunks; each is found by the section's questions)."""
+    by_section: dict[tuple[str, str], list[Chunk]] = {}
+    for c in chunks:
+        by_section.setdefault((c.doc_id, c.heading), []).append(c)
+    rows = []
+    for q in questions:
+        for c in by_section.get((q.doc_id, q.heading), []):
+            rows.append((c.id, q.lang, q.text, f"{c.id}?{q.key}"))
+    return rows
+
+
+def _text_vectors(cache_dir: Path, embedder, texts: list[str]) -> dict[str, np.ndarray]:
+    """Vectors of short texts (passage questions, labelled messages), kept on disk by model and text:
+    a fresh index of the same data embeds none of them again."""
+    ident = "".join(ch if ch.isalnum() else "-" for ch in str(getattr(embedder, "identity", "model")))
+    path = Path(cache_dir) / "vectors" / f"{ident}.npz"
+    digest = {t: hashlib.sha1(t.encode()).hexdigest() for t in texts}
+    known: dict[str, np.ndarray] = {}
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        with np.load(path) as data:
+            known = dict(zip(data["keys"].tolist(), data["vectors"]))
+    fresh = sorted({t for t in texts if digest[t] not in known})
+    if fresh:
+        known.update(zip((digest[t] for t in fresh), embedder.encode(fresh)))
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
+            np.savez(tmp, keys=np.asarray(list(known)), vectors=np.asarray(list(known.values()), dtype=np.float32))
+            tmp.replace(path)
+    return {t: known[digest[t]] for t in texts}
+
+
+def _reuse(old_texts: list[str], old_emb: np.ndarray, texts: list[str], embedder, cache_dir: Path) -> np.ndarray:
+    """Vectors for texts: copied where the old generation has the same text, embedded otherwise."""
+    known = {t: i for i, t in enumerate(old_texts)}
+    out = np.zeros((len(texts), old_emb.shape[1] if len(old_emb) else 384), dtype=np.float32)
+    fresh = sorted({t for t in texts if t not in known})
+    vecs = _text_vectors(cache_dir, embedder, fresh) if fresh else {}
+    for i, t in enumerate(texts):
+        out[i] = old_emb[known[t]] if t in known else vecs[t]
+    return out
+
+
+def _write_knowledge(settings: Settings, store: Store, gen: str, questions, knowledge: Knowledge, old_gen: Generation | None,
+                     embedder, report: Progress) -> None:
+    """The passage questions and the labelled messages, with their vectors, into the new generation."""
+    report(0, 1, "passage questions and labelled messages")
+    q_col = store.collection(store.question_collection_name(gen), create=True)
+    u_col = store.collection(store.utterance_collection_name(gen), create=True)
+    old_q = ([t for _, _, t in old_gen.questions], old_gen.question_embeddings) if old_gen else ([], np.zeros((0, 384)))
+    old_u = ([u.text for u in old_gen.utterances], old_gen.utterance_embeddings) if old_gen else ([], np.zeros((0, 384)))
+    cache = Path(settings.embed_cache_dir).parent
+    q_emb = _reuse(*old_q, [t for _, _, t, _ in questions], embedder, cache)
+    u_emb = _reuse(*old_u, [u.text for u in knowledge.utterances], embedder, cache)
+    batch = min(2000, store.client.get_max_batch_size())
+    for start in range(0, len(questions), batch):
+        part = questions[start:start + batch]
+        q_col.add(ids=[r for _, _, _, r in part], documents=[t for _, _, t, _ in part],
+                  metadatas=[{"chunk_id": c, "lang": lang} for c, lang, _, _ in part],
+                  embeddings=q_emb[start:start + batch])
+    seen: set[str] = set()
+    rows = []
+    for i, u in enumerate(knowledge.utterances):
+        if u.key not in seen:  # the same example twice is one example
+            seen.add(u.key)
+            rows.append(i)
+    for start in range(0, len(rows), batch):
+        part = rows[start:start + batch]
+        us = [knowledge.utterances[i] for i in part]
+        u_col.add(ids=[u.key for u in us], documents=[u.text for u in us],
+                  metadatas=[{"label": u.label, "lang": u.lang, "family": u.family, "where": u.where,
+                              "history": json.dumps(list(u.history), ensure_ascii=False),
+                              "answerable": u.answerable} for u in us],
+                  embeddings=u_emb[part])
+    if q_col.count() != len(questions) or u_col.count() != len(rows):
+        raise IndexUnavailable("new index generation is incomplete (passage questions or labelled messages)")
+
+
+def _cached(settings: Settings, key: list, train: Callable[[], dict]) -> dict:
+    digest = hashlib.sha1(json.dumps(key).encode()).hexdigest()
+    cache = Path(settings.embed_cache_dir).parent / "training" / f"{digest}.json"
+    try:
+        return json.loads(cache.read_text())
+    except (OSError, ValueError):
+        pass
+    out = train()
+    with contextlib.suppress(OSError):
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(out))
+        tmp.replace(cache)
+    return out
+
+
+def _train(settings: Settings, store: Store, gen: str, embedder) -> dict:
+    """Learn from the new generation what serving needs (the side-effect cut-off, the answer gate) and
+    keep it with the generation."""
+    from chatbot.training import train_gate, train_intent
+
+    generation = store.read(gen)
+    # training is deterministic, so its result is kept by what it learned from: the same messages (and,
+    # for the gate, texts and questions) with the same model give the same result; a fresh index of an
+    # unchanged corpus, as tests and new replicas build, does not train again
+    ident = getattr(embedder, "identity", "")
+    messages = sorted(u.key for u in generation.utterances)
+    trained = _cached(settings, [TRAINING, ident, messages], lambda: train_intent(generation))
+    trained.update(_cached(settings, [TRAINING, VECTORS, ident, messages, sorted(c.id for c in generation.chunks),
+                                      sorted(generation.questions)],
+                           lambda: train_gate(settings, generation, embedder)))
+    trained["recipe"] = TRAINING
+    col = store.collection(store.utterance_collection_name(gen))
+    col.modify(metadata={"trained": json.dumps(trained)})
+    return trained
 
 
 def _open_for_writing(settings: Settings, rebuild: bool) -> Store:

@@ -46,6 +46,12 @@ MESSAGES = {
         "thanks": "You're welcome. If you have another question about TRK fusion cancer, just ask.",
         "fallback_language": "",
         "index_unavailable": "The assistant is being updated and cannot answer right now. Please try again shortly.",
+        "adverse_event_answer": "About your question:",
+        "other_language": (
+            "Sorry, I can only answer in English and Dutch. Please ask your question in English or Dutch.\n\n"
+            "Sorry, ik kan alleen in het Engels en het Nederlands antwoorden. Stel uw vraag in het Engels of "
+            "het Nederlands."
+        ),
     },
     "nl": {
         "empty": "Typ een vraag over TRK-fusiekanker.",
@@ -94,6 +100,12 @@ MESSAGES = {
             "Hierover hebben we geen Nederlandse tekst; dit antwoord komt uit onze Engelstalige teksten."
         ),
         "index_unavailable": "De assistent wordt bijgewerkt en kan nu niet antwoorden. Probeer het zo opnieuw.",
+        "adverse_event_answer": "Over uw vraag:",
+        "other_language": (
+            "Sorry, I can only answer in English and Dutch. Please ask your question in English or Dutch.\n\n"
+            "Sorry, ik kan alleen in het Engels en het Nederlands antwoorden. Stel uw vraag in het Engels of "
+            "het Nederlands."
+        ),
     },
 }
 

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 import time
 import unicodedata
 from dataclasses import dataclass
 
 import bm25s
 import numpy as np
+import Stemmer
+from bm25s.stopwords import STOPWORDS_DUTCH
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from chatbot.chunking import Chunk
 from chatbot.corpus import LANGUAGES
@@ -23,154 +27,54 @@ PUBLIC = "public"
 HCP = "hcp"
 BRUTE_FORCE_LIMIT = 20_000
 
-STOPWORDS = set("""a an the and or of to in on at for with by from is are was were be been being it its this that
-these those what which who whom whose how why when where do does did can could should would may
-might will shall i me my we our you your he she they them their his her there here than then so
-if not no yes as about into also any some all more most other such only own same too very just
-over under again further once am has have had de het een en of van in op aan voor met door uit
-is zijn was waren wordt worden werd ben bent dit dat deze die wat welke wie hoe waarom wanneer
-waar doe doet kan kunnen zou zouden moet moeten mag ik mij mijn we wij ons onze u uw jij je jouw
-hij zij ze hun haar er hier dan als niet geen ja ook nog al meer meest andere zo""".split())
-STOPWORDS |= set("""krijgen krijgt hebben heeft gaan gaat komen komt willen wil weten zeggen maken doen vertel
-gebeurt get gets getting got happen happens tell betekent betekenen betekenis mean means meaning""".split())
-SYNONYMS = {
-    "tumor": "tumour", "tumors": "tumour", "tumours": "tumour", "kids": "child", "kid": "child",
-    "children": "child", "childhood": "child", "kinderen": "child", "tumoren": "tumor",
-    "genen": "gen", "genes": "gene", "diagnosed": "diagnos", "diagnosis": "diagnos", "diagnose": "diagnos",
-    "tested": "test", "testing": "test", "tests": "test", "testen": "test",
-    "treated": "treat", "treatment": "treat", "treatments": "treat", "behandeling": "behandel",
-    "behandeld": "behandel", "inherited": "inherit", "hereditary": "inherit",
-    "fused": "fusion", "fuses": "fusion", "fusions": "fusion", "fusie": "fusion", "genfusie": "fusion",
-    "ntrk-genfusie": "fusion", "bijwerkingen": "bijwerking", "doses": "dose", "dosing": "dose",
-    "adults": "adult", "volwassenen": "volwassen", "proteins": "protein", "eiwitten": "eiwit",
-    "mutations": "mutation", "inhibitors": "inhibitor", "remmers": "remmer", "reported": "report",
-    "reporting": "report", "zeldzame": "zeldzaam", "typical": "characteristic",
-    "typically": "characteristic", "detect": "diagnos", "detected": "diagnos", "identified": "diagnos",
-    "vastgesteld": "diagnos", "vaststellen": "diagnos", "stopt": "stopped", "stoppen": "stopped", "gestopt": "stopped", "erfelijk": "inherit", "erfelijke": "inherit",
-    "inheritance": "inherit", "inheritable": "inherit", "heritable": "inherit", "erven": "inherit",
-    "overerven": "inherit", "geërfd": "inherit", "overgeërfd": "inherit", "erfelijkheid": "inherit",
-    "wrote": "write", "written": "write", "writes": "write", "writing": "write", "geschreven": "schrijf",
-    "schrijft": "schrijf", "schrijven": "schrijf",
-    "genoomtesten": "genoomtest", "genomische": "genoomtest", "genomisch": "genoomtest",
-}
-# Questions whose key word is ambiguous in the texts ("found in lung cancer" vs "how is it found").
-EXPANSIONS = [
-    (re.compile(r"\bhow\b.{0,40}\b(found|find|detect\w*|identif\w*|spot\w*|discover\w*|know)\b", re.IGNORECASE),
-     "diagnosed with genomic tests"),
-    (re.compile(r"\bhoe\b.{0,40}\b(gevonden|vinden|ontdekt|opgespoord|weten)\b", re.IGNORECASE), "vastgesteld met een test"),
-    # "found together with KRAS mutations?": the texts speak of other oncogenic drivers
-    (re.compile(r"^(?=.*\b(?:together|alongside|co-?occur\w*|coexist\w*|concurrent\w*|at the same time)\b)"
-                r"(?=.*\b(?:mutations?|drivers?|alterations?|KRAS|EGFR|BRAF|ALK|ROS1)\b)", re.IGNORECASE),
-     "mutually exclusive of other oncogenic drivers"),
-    # "Welke kankers hebben een NTRK-fusie?": the Dutch texts say where in the body and in which
-    # rare tumours (the English question finds its passage as it is)
-    (re.compile(r"\b(?:welke|wat voor)\s+(?:soorten?\s+)?(?:kankers?|kankersoorten|tumoren|tumors?)\b", re.IGNORECASE),
-     "overal in het lichaam; bij enkele zeldzame tumoren"),
-    # "Waar in het lichaam ontstaat het?": "ontstaat" also says how a fusion arises (in the tumour,
-    # not inherited), and "lichaam" counts for little
-    (re.compile(r"\bwaar\b.{0,30}\blichaam\b", re.IGNORECASE), "overal in het lichaam"),
-    # "Welke testen zijn er?": "test" is in most Dutch texts; they name the kinds as the laboratory's
-    (re.compile(r"\bwelke\s+(?:soorten\s+)?test(?:en|s)?\b", re.IGNORECASE), "het laboratorium kan verschillende testen gebruiken"),
-    # "Hoe neem ik een TRK-remmer in?": the Dutch texts say "ingenomen" (a separable verb)
-    (re.compile(r"\bhoe\s+(?:neem|neemt|nemen|slik|slikt|slikken)\b", re.IGNORECASE), "via de mond ingenomen"),
-    # "Hoeveel mensen krijgen het?": the Dutch texts say how often (the English question finds its passage)
-    (re.compile(r"\bhoeveel\s+(?:mensen|patiënten|personen)\b", re.IGNORECASE), "hoe vaak; zeldzaam"),
-    # "What are the mechanisms of resistance?": the texts name two kinds, on target and off target
-    (re.compile(r"\bmechanisms?\s+of\s+(?:\w+\s+)?resistance\b|\bresistance\s+mechanisms?\b", re.IGNORECASE),
-     "on-target resistance mutations in the TRK kinase domain; off-target resistance through bypass activation"),
-    # abbreviations the texts spell out
-    (re.compile(r"\bNSCLC\b"), "non-small cell lung cancer"),
-    (re.compile(r"\bCRC\b"), "colorectal cancer"),
-    (re.compile(r"\bPFS\b"), "progression-free survival"),
-    # "how does larotrectinib work?": the texts say what a medicine blocks, not how it "works"
-    (re.compile(r"\bhow\s+(?:does|do|did)\b.{0,40}\bwork\b|\bmechanisms?\s+of\s+(?!resistance)\w|\bmode\s+of\s+action\b",
-                re.IGNORECASE),
-     "mechanism: blocks the TRK fusion kinase"),
-    (re.compile(r"\bhoe\s+werk(?:t|en)\b|\bwerkingsmechanisme\b", re.IGNORECASE), "werkingsmechanisme: blokkeert"),
-    # "what does NTRK mean?": the texts say what a name stands for (an abbreviation, in capitals)
-    (re.compile(r"\b[Ww]hat\s+(?:does|do|is)\s+(?:the\s+)?[A-Z]{2,}[\w-]*\s+(?:mean|stand\s+for)\b"),
-     "names stands for"),
-    (re.compile(r"\b[Ww]at\s+(?:betekent|betekenen|is)\s+(?:de\s+naam\s+)?[A-Z]{2,}[\w-]*\s*\??$"
-                r"|\b[Ww]aar\s+staa?t\s+(?:de\s+naam\s+)?[A-Z]{2,}[\w-]*\s+voor\b"), "namen staat voor"),
-]
+# Word forms come from the Snowball stemmers (PyStemmer): English, and for Dutch the Porter variant,
+# which keeps "tumor"/"tumoren" and "gebruik"/"gebruikt" together (the newer "dutch" algorithm stems
+# "tumoren" to "tumoor" but "tumor" to "tumor"). Stop words: scikit-learn's English list and the
+# Dutch list bm25s ships (NLTK's).
+STEMMER_ALGORITHMS = {"en": "english", "nl": "dutch_porter"}
+STOPWORDS = {"en": frozenset(ENGLISH_STOP_WORDS), "nl": frozenset(STOPWORDS_DUTCH)}
+_local = threading.local()  # a Stemmer object is not thread-safe: one per thread
 
 
-def expand(query: str) -> str:
-    """The query with the plain meaning of a few ambiguous question forms spelled out."""
-    extra = [words for rx, words in EXPANSIONS if rx.search(query)]
-    return f"{query} {' '.join(extra)}" if extra else query
-
-
-# Dutch clinical terms with their English equivalents, for searching English texts with a Dutch question.
-NL_EN = {
-    "dosis": "dose", "dosering": "dose", "volwassenen": "adults", "volwassene": "adult",
-    "kinderen": "children", "kind": "child", "bijwerkingen": "side effects adverse reactions",
-    "bijwerking": "side effect", "werkzaamheid": "efficacy response rate", "respons": "response",
-    "resistentie": "resistance", "mutaties": "mutations", "erfelijk": "inherited", "behandeling": "treatment",
-    "wisselwerking": "interaction", "interacties": "interactions", "veiligheid": "safety",
-    "waarschuwingen": "warnings", "studie": "trial", "studies": "trials", "overleving": "survival",
-    "algoritme": "algorithm", "richtlijn": "guideline", "testen": "testing", "test": "test",
-    "fusiepartner": "fusion partner", "fusiepartners": "fusion partners", "goedkeuring": "approval",
-    "goedgekeurd": "approved", "zwangerschap": "pregnancy", "lever": "liver", "kanker": "cancer",
-    "genfusie": "gene fusion", "tumoren": "tumours", "tumor": "tumour", "eenmaal": "once",
-    "tweemaal": "twice", "daags": "daily", "per": "per", "dag": "day", "remmer": "inhibitor",
-    "remmers": "inhibitors", "volgende": "next", "generatie": "generation", "blokkeert": "blocks",
-    "werkingsmechanisme": "mechanism", "responsgraad": "response rate", "responspercentage": "response rate",
-    "stopt": "stopped", "stoppen": "stopped", "gestopt": "stopped",
-}
-
-
-def _gloss(word: str) -> str | None:
-    """English for a Dutch term, also for a compound of two known terms ("resistentiemutaties")."""
-    if word in NL_EN:
-        return NL_EN[word]
-    for i in range(3, len(word) - 2):
-        head, tail = word[:i], word[i:]
-        if head in NL_EN and tail in NL_EN:
-            return f"{NL_EN[head]} {NL_EN[tail]}"
-    return None
-
-
-def glossed(text: str) -> str:
-    """The text with English equivalents appended for the Dutch terms it contains."""
-    extra = [g for w in re.findall(r"[a-zà-ÿ]+", text.lower()) if (g := _gloss(w))]
-    return f"{text} {' '.join(extra)}" if extra else text
+def _stemmer(lang: str) -> Stemmer.Stemmer:
+    stemmers = getattr(_local, "stemmers", None)
+    if stemmers is None:
+        stemmers = _local.stemmers = {k: Stemmer.Stemmer(a) for k, a in STEMMER_ALGORITHMS.items()}
+    return stemmers[lang if lang in stemmers else "en"]
 
 
 _TOKEN = re.compile(r"[0-9a-zà-ÿ][0-9a-zà-ÿ'/-]*[0-9a-zà-ÿ]|[0-9a-zà-ÿ]")
 
 
-def words(text: str) -> list[list[str]]:
-    """The words of a text without stop words, each as its forms: lower-cased, normalised, and for a
-    compound its parts too ("TRK-fusiekanker" also matches "fusiekanker"). Keeps drug, gene and
-    mutation names whole."""
+def words(text: str, lang: str = "en") -> list[list[str]]:
+    """The words of a text without stop words, each as its stemmed forms: for a hyphenated compound
+    its parts too ("TRK-fusiekanker" also matches "fusiekanker")."""
     text = unicodedata.normalize("NFKC", text).lower()
+    stop = STOPWORDS.get(lang, STOPWORDS["en"])
+    stemmer = _stemmer(lang)
     out = []
     for tok in _TOKEN.findall(text):
         tok = tok.strip("'-/")
-        if not tok or tok in STOPWORDS:
+        if not tok or tok in stop:
             continue
-        tok = SYNONYMS.get(tok, tok)
-        if len(tok) > 4 and tok.endswith("s") and not tok.endswith(("ss", "us", "is", "ous")):
-            tok = SYNONYMS.get(tok[:-1], tok[:-1])
-        forms = [tok]
-        if "-" in tok:
-            forms.extend(p for p in tok.split("-") if p and p not in STOPWORDS)
+        parts = [tok] + ([p for p in tok.split("-") if p and p not in stop] if "-" in tok else [])
+        forms = list(dict.fromkeys(stemmer.stemWords(parts)))
         out.append(forms)
     return out
 
 
-def tokenize(text: str) -> list[str]:
+def tokenize(text: str, lang: str = "en") -> list[str]:
     """Every form of every word (see ``words``), for BM25 and overlap counts."""
-    return [form for forms in words(text) for form in forms]
+    return [form for forms in words(text, lang) for form in forms]
 
 
 @dataclass
 class Hit:
     chunk: Chunk
     score: float  # fused (RRF) score
-    dense: float  # cosine similarity of query and chunk, 0 if only BM25 found it
+    dense: float  # cosine similarity of query and chunk (or its best passage question)
     rank: int
+    lexical: bool = False  # found by words (BM25) too
 
 
 class Snapshot:
@@ -193,7 +97,7 @@ class Snapshot:
         self.sentences = [s for _, _, s in generation.sentences]
         self.sent_emb = generation.sentence_embeddings
         self.bm25: dict[str, tuple[bm25s.BM25 | None, list[int]]] = {}
-        tokens = [tokenize(c.embed_text()) for c in self.chunks]
+        tokens = [tokenize(c.embed_text(), c.language) for c in self.chunks]
         # how telling a word is in the texts of one language: "TRK-fusiekanker" is in nearly every
         # Dutch passage, "erfelijk" in one
         self.idf: dict[str, dict[str, float]] = {}
@@ -205,11 +109,29 @@ class Snapshot:
                     df[t] = df.get(t, 0) + 1
             self.idf[lang] = {t: math.log(1 + len(texts) / n) for t, n in df.items()}
             self.idf[lang][""] = math.log(1 + len(texts))  # a word no text has
+        # the passage questions: extra keys of their chunks, by meaning and by words
+        self.questions = [(self.by_id[cid], lang, text) for cid, lang, text in generation.questions
+                          if cid in self.by_id]
+        keep = [i for i, (cid, _, _) in enumerate(generation.questions) if cid in self.by_id]
+        self.q_emb = generation.question_embeddings[keep] if keep else np.zeros((0, self.chunk_emb.shape[1] if
+                                                                                 len(self.chunk_emb) else 384))
+        self.q_rows = np.asarray([row for row, _, _ in self.questions], dtype=int)
+        self.q_tokens: dict[int, list[str]] = {}
+        for row, lang, text in self.questions:
+            self.q_tokens.setdefault(row, []).extend(tokenize(text, lang))
+        # each partition's questions: (their rows in q_emb, the partition-local index of their chunk)
+        local = {int(r): j for key, (rs, _) in self.partitions.items() for j, r in enumerate(rs)}
+        part_of = {int(r): key for key, (rs, _) in self.partitions.items() for r in rs}
+        self.q_partitions: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+        for key in self.partitions:
+            qs = [i for i, r in enumerate(self.q_rows) if part_of[int(r)] == key]
+            self.q_partitions[key] = (np.asarray(qs, dtype=int), np.asarray([local[int(self.q_rows[i])] for i in qs],
+                                                                            dtype=int))
         # every word form in the texts of each scope (public texts; all texts for HCPs)
         self.vocabulary: dict[str, frozenset[str]] = {}
         for scope in (PUBLIC, HCP):
             rows = [i for i, c in enumerate(self.chunks) if scope == HCP or c.audience == PUBLIC]
-            corpus = [tokens[i] for i in rows]
+            corpus = [tokens[i] + self.q_tokens.get(i, []) for i in rows]
             self.vocabulary[scope] = frozenset(t for toks in corpus for t in toks)
             model = None
             if rows:
@@ -217,19 +139,40 @@ class Snapshot:
                 model.index(corpus, show_progress=False)
             self.bm25[scope] = (model, rows)
 
+    def question_keys(self, q: np.ndarray, key) -> np.ndarray:
+        """The best cosine of the query with any passage question of each chunk of a partition."""
+        rows, _ = self.partitions[key]
+        best_q = np.full(len(rows), -1.0, dtype=np.float32)
+        qs, local = self.q_partitions.get(key, (np.zeros(0, int), np.zeros(0, int)))
+        if len(qs):
+            np.maximum.at(best_q, local, self.q_emb[qs] @ q)
+        return best_q
+
+    def key_similarities(self, q: np.ndarray, key) -> tuple[np.ndarray, np.ndarray]:
+        """(cosine with each chunk of a partition, best cosine with any of its passage questions)."""
+        _, emb = self.partitions[key]
+        return emb @ q, self.question_keys(q, key)
+
     def nearest(self, q: np.ndarray, keys, n: int) -> list[tuple[tuple, str, float]]:
-        """(partition, chunk id, cosine) of the n nearest chunks in each of the given partitions, by
-        exact search over the vectors in memory."""
+        """(partition, chunk id, score) of the n nearest chunks in each of the given partitions, by
+        exact search over the vectors in memory; a chunk's score is its cosine with the query or, if
+        higher, the cosine of the best of its passage questions."""
         found = []
         for key in keys:
             if key not in self.partitions:
                 continue
-            rows, emb = self.partitions[key]
-            sims = emb @ q
+            rows, _ = self.partitions[key]
+            sims, best_q = self.key_similarities(q, key)
+            sims = np.maximum(sims, best_q)
             k = min(n, len(sims))
             for i in np.argpartition(-sims, k - 1)[:k]:
                 found.append((key, self.chunks[rows[i]].id, float(sims[i])))
         return found
+
+    def question_similarity(self, q: np.ndarray, row: int) -> float:
+        """The best cosine of the query with a chunk's passage questions (0 if it has none)."""
+        mask = self.q_rows == row
+        return float((self.q_emb[mask] @ q).max()) if mask.any() else 0.0
 
     def weight(self, word: str, language: str) -> float:
         """How telling a word is in the texts of a language (a word none of them has: the most)."""
@@ -280,7 +223,16 @@ class Retriever:
                     continue
                 res = cols[key].query(query_embeddings=[q], n_results=min(n, snapshot.counts[key]),
                                       include=["distances"])
-                found += [(key, cid, 1.0 - float(d)) for cid, d in zip(res["ids"][0], res["distances"][0])]
+                scores = {cid: 1.0 - float(d) for cid, d in zip(res["ids"][0], res["distances"][0])}
+                # the passage questions are searched in memory, as for a small corpus
+                rows, _ = snapshot.partitions[key]
+                best_q = snapshot.question_keys(q, key)
+                for i in np.argsort(-best_q)[:n]:
+                    if best_q[i] > -1.0:
+                        cid = snapshot.chunks[rows[i]].id
+                        scores[cid] = max(scores.get(cid, float(snapshot.chunk_emb[rows[i]] @ q)), float(best_q[i]))
+                top = sorted(scores.items(), key=lambda kv: -kv[1])[:n]
+                found += [(key, cid, s) for cid, s in top]
         except Exception as exc:  # a store that vanished or broke mid-flight
             self._collections = {}
             raise IndexUnavailable(f"vector search failed ({exc})") from exc
@@ -298,9 +250,10 @@ class Retriever:
             out[audience] = max(out[audience], sim)
         return out
 
-    def lexical(self, snapshot: Snapshot, query: str, scope: str, language: str | None, n: int):
+    def lexical(self, snapshot: Snapshot, query: str, scope: str, language: str | None, n: int,
+                query_lang: str = "en"):
         model, rows = snapshot.bm25[scope]
-        tokens = tokenize(query)
+        tokens = tokenize(query, query_lang)
         if model is None or not tokens:
             return []
         k = min(len(rows), n * 3)
@@ -317,14 +270,14 @@ class Retriever:
         return out[:n]
 
     def search(self, snapshot: Snapshot, query: str, q: np.ndarray, scope: str,
-               language: str | None = None, timings: dict | None = None) -> list[Hit]:
+               language: str | None = None, timings: dict | None = None, query_lang: str | None = None) -> list[Hit]:
         timings = timings if timings is not None else {}
         n = self.top_k * 2
         t = time.perf_counter()
         dense = self.dense(snapshot, q, scope, language, n)
         timings["vector_ms"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
-        lexical = self.lexical(snapshot, query, scope, language, n)
+        lexical = self.lexical(snapshot, query, scope, language, n, query_lang or language or "en")
         timings["bm25_ms"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
         fused: dict[str, float] = {}
@@ -341,6 +294,6 @@ class Retriever:
             if scope != HCP and chunk.audience != PUBLIC:
                 continue
             sim = dense_sim.get(cid, float(snapshot.chunk_emb[row] @ q))
-            hits.append(Hit(chunk, score, sim, rank))
+            hits.append(Hit(chunk, score, sim, rank, cid in dict(lexical)))
         timings["fusion_ms"] = (time.perf_counter() - t) * 1000
         return hits

@@ -21,6 +21,7 @@ def small(tmp_path, embedder):
     for rel in SMALL:
         (corpus / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(CORPUS / rel, corpus / rel)
+    shutil.copytree(CORPUS / "utterances", corpus / "utterances")  # the reply-kind model learns from them
     settings = make_settings(tmp_path)
     first = build_index(settings, embedder)
     return settings, corpus, first

@@ -1,0 +1,163 @@
+"""What `index` learns from a new generation before readers switch to it.
+
+- The reply-kind model's side-effect cut-off, chosen on held-out families (``chatbot.intent``); the
+  model itself is refitted from the generation's labelled messages by every serving process (the
+  same data gives the same model, in seconds).
+- The answer gate (``chatbot.gate``), fitted on labelled (question, passage) pairs:
+  - passage questions, each asked of an index that does not hold it: right when the passage found
+    belongs to its own section (or to one whose questions say the same); a question for which another
+    section was found gives no pair (that section may answer it too, or not);
+  - in-scope questions the texts do not answer, and off-topic messages: wrong whatever is found.
+  Its cut-off is the lowest at which the answered questions are right at least ``GATE_PRECISION``
+  of the time, at that cut-off and every higher one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import precision_recall_curve
+from sklearn.model_selection import GroupKFold
+from sklearn.preprocessing import StandardScaler
+
+from chatbot import intent
+from chatbot.config import Settings
+from chatbot.gate import Recorder
+from chatbot.index import Generation
+from chatbot.knowledge import CLINICAL, OUT_OF_SCOPE, QUESTION
+from chatbot.retrieval import HCP, PUBLIC, Snapshot
+
+FOLDS = 5
+GATE_PRECISION = 0.9
+MAX_NEGATIVES = 600
+SAME_QUESTION = 0.8
+
+
+def _engine(settings: Settings, embedder, generation: Generation):
+    from chatbot.answer import Engine
+
+    engine = Engine(settings, embedder, store=_NoStore())
+    return engine
+
+
+class _NoStore:
+    """Training reads the generation it is given; nothing else."""
+
+    client = None
+
+    def check_files(self):
+        return False
+
+
+def _snapshot(generation: Generation, keep: np.ndarray | None = None) -> Snapshot:
+    if keep is not None:
+        generation = dataclasses.replace(
+            generation, questions=[q for q, k in zip(generation.questions, keep) if k],
+            question_embeddings=generation.question_embeddings[keep])
+    snap = Snapshot(generation)
+    snap.gate = Recorder()
+    snap.intent = None
+    return snap
+
+
+def _first_pick(engine, snap: Snapshot, text: str, vector, lang: str, role: str, english_first: bool = False):
+    """Features and picked sentences of the first passage the engine would answer from, or None."""
+    snap.gate.seen.clear()
+    engine._retrieve_and_pick(snap, text, vector, role, lang, {}, english_first=english_first)
+    return snap.gate.seen[0] if snap.gate.seen else None
+
+
+def gate_pairs(settings: Settings, embedder, generation: Generation):
+    """(features, right?, group) for every labelled pair (see the module's docstring)."""
+    engine = _engine(settings, embedder, generation)
+    chunks = {c.id: c for c in generation.chunks}
+    X, y, groups = [], [], []
+    qs = generation.questions
+    sections = [(chunks[cid].doc_id, chunks[cid].heading) for cid, _, _ in qs]
+    # a section answers a question when it is the question's own or has a question that says the same
+    # (the English and Dutch texts answer the same questions)
+    same = generation.question_embeddings @ generation.question_embeddings.T >= SAME_QUESTION
+    answers = {}
+    for i in range(len(qs)):
+        answers[i] = {sections[j] for j in np.flatnonzero(same[i]) if qs[j][1] == qs[i][1]} | {sections[i]}
+    # each question is asked of an index without it (and without a fifth of the other questions); its
+    # section's other questions stay, as users' questions resemble stored ones without being them
+    texts = sorted({t for _, _, t in qs})
+    fold_of_text = {t: i % FOLDS for i, t in enumerate(texts)}
+    for k in range(FOLDS):
+        keep = np.asarray([fold_of_text[t] != k for _, _, t in qs], dtype=bool)
+        if keep.all():
+            continue
+        snap = _snapshot(generation, keep)
+        seen_texts = set()
+        for i in np.flatnonzero(~keep):
+            cid, lang, text = qs[i]
+            if (text, sections[i]) in seen_texts:
+                continue  # a long section's chunks share its questions: one pair per question
+            seen_texts.add((text, sections[i]))
+            english_first = lang != "en" and chunks[cid].language == "en"
+            found = _first_pick(engine, snap, text, generation.question_embeddings[i], lang, HCP, english_first)
+            if found is None:
+                continue
+            f, picked = found
+            if (picked[0].hit.chunk.doc_id, picked[0].hit.chunk.heading) not in answers[i]:
+                continue  # another section found: it may answer too, or not (a retrieval miss, no label)
+            X.append(f)
+            y.append(1)
+            groups.append(f"{sections[i][0]}#{sections[i][1]}")
+    snap = _snapshot(generation)
+    negatives = [(u, v) for u, v in zip(generation.utterances, generation.utterance_embeddings)
+                 if (not u.answerable and u.label in (QUESTION, CLINICAL)) or (u.label == OUT_OF_SCOPE and not u.history)]
+    negatives = sorted(negatives, key=lambda uv: uv[0].key)[:MAX_NEGATIVES]
+    for u, v in negatives:
+        found = _first_pick(engine, snap, u.text, v, u.lang, HCP if u.label == CLINICAL else PUBLIC)
+        if found is not None:
+            X.append(found[0])
+            y.append(0)
+            groups.append(u.family)
+    return np.asarray(X), np.asarray(y), np.asarray(groups)
+
+
+def fit_gate(X: np.ndarray, y: np.ndarray, groups: np.ndarray) -> dict:
+    scaler = StandardScaler().fit(X)
+    Z = scaler.transform(X)
+    oof = np.zeros(len(y))
+    for train, test in GroupKFold(n_splits=FOLDS).split(Z, y, groups):
+        clf = LogisticRegression(C=1.0, max_iter=2000).fit(Z[train], y[train])
+        oof[test] = clf.predict_proba(Z[test])[:, 1]
+    precision, recall, thr = precision_recall_curve(y, oof)
+    bad = np.flatnonzero(precision[:-1] < GATE_PRECISION)
+    threshold = float(thr[bad[-1] + 1]) if bad.size and bad[-1] + 1 < len(thr) else float(thr[0]) if not bad.size else 1.01
+    clf = LogisticRegression(C=1.0, max_iter=2000).fit(Z, y)
+    answered = oof >= threshold
+    return {
+        "coef": clf.coef_[0].tolist(), "intercept": float(clf.intercept_[0]),
+        "mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist(), "threshold": threshold,
+        "held_out": {"pairs": int(len(y)), "right": int(y.sum()), "answered": int(answered.sum()),
+                     "answered_precision": round(float(y[answered].mean()) if answered.any() else 0.0, 3),
+                     "right_answered": round(float(answered[y == 1].mean()) if (y == 1).any() else 0.0, 3)},
+    }
+
+
+def train_intent(generation: Generation) -> dict:
+    out: dict = {}
+    if generation.utterances:
+        held = intent.held_out(generation.utterances, generation.utterance_embeddings)
+        out["ae_threshold"] = intent.choose_ae_threshold(held)
+        labels = held.labels()
+        pred = held.predicted(out["ae_threshold"])
+        ae = labels == intent.ADVERSE_EVENT
+        out["intent_held_out"] = {"accuracy": round(float((pred == labels).mean()), 3),
+                                  "ae_recall": round(float((pred[ae] == labels[ae]).mean()) if ae.any() else 0.0, 3)}
+    return out
+
+
+def train_gate(settings: Settings, generation: Generation, embedder) -> dict:
+    out: dict = {}
+    if generation.questions and generation.utterances:
+        X, y, groups = gate_pairs(settings, embedder, generation)
+        if len(set(y.tolist())) == 2:
+            out["gate"] = fit_gate(X, y, groups)
+    return out
