@@ -17,7 +17,7 @@ from chatbot.config import Settings
 from chatbot.index import IndexUnavailable, Store
 from chatbot.knowledge import ADVERSE_EVENT, ADVICE, CLINICAL, OUT_OF_SCOPE, OUTLOOK, QUESTION, SMALL_TALK
 from chatbot.messages import AE_QUERY, msg
-from chatbot.intent import Prediction
+from chatbot.intent import UNANSWERABLE, Prediction
 from chatbot.retrieval import HCP, PUBLIC, Hit, Retriever, Snapshot, tokenize, words
 
 ROLES = (PUBLIC, HCP)
@@ -215,6 +215,10 @@ class Engine:
         timings["intent_ms"] = (time.perf_counter() - t) * 1000
         # a greeting or a thank-you in between is not what a follow-up refers to
         history = [h for h in history if snap.intent.predict(h, self.embed(h)).label != SMALL_TALK]
+        if history and pred.label != SMALL_TALK and len(words(q)) <= FOLLOW_UP_WORDS:
+            # a short follow-up is read with what came before it too ("ok and how much should she get?")
+            query, query_vector = self._query(q, qv, history)
+            pred = snap.intent.combine(pred, snap.intent.predict(query, query_vector))
         lang = self._language(q, pred, history)
         label = pred.label
 
@@ -228,6 +232,9 @@ class Engine:
         query, qv = self._query(q, qv, history)
         if label == OUTLOOK:
             return Reply(policy.NO_ANSWER, msg(lang, "no_answer"), language=lang, generation=snap.name)
+        if label == UNANSWERABLE:  # in scope, and like questions the texts are known not to answer
+            return Reply(policy.NO_ANSWER, msg(lang, "no_answer_hcp" if role == HCP else "no_answer"),
+                         language=lang, generation=snap.name)
         if label == ADVICE:
             return self._advice(snap, query, qv, lang, timings)
         if label == CLINICAL and role != HCP:

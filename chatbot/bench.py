@@ -211,6 +211,7 @@ def pad_generation(store: Store, source_gen: str, target: int, seed: int = 7) ->
         if part:
             store.add_chunks(chunk_cols, part, embs)
             store.add_sentences(sents_col, sents)
+    store.copy_knowledge(source_gen, name)  # the passage questions and the reply-kind model's data
     return name
 
 

@@ -156,14 +156,21 @@ def ask(
 
 @app.command("eval")
 def eval_cmd(
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="Gold JSONL file."),
+    file: Path | None = typer.Argument(None, exists=True, dir_okay=False, help="Gold JSONL file."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Print every failing case."),
+    cv: bool = typer.Option(False, "--cv", help="Reply kinds of the labelled messages on held-out families."),
 ) -> None:
-    """Score a gold question file: behaviour, key facts, leaks, latency."""
+    """Score a gold question file (behaviour, key facts, leaks, latency), or with --cv the labelled
+    messages of corpus/utterances on held-out families (grouped 5-fold)."""
     from chatbot.evaluation import EvalFileError, evaluate, load_gold
 
     settings = Settings()
+    if cv:
+        _eval_cv(settings, as_json, verbose)
+        return
+    if file is None:
+        fail("give a gold file, or --cv")
     try:
         gold = load_gold(file)
         engine = _engine(settings)
@@ -183,6 +190,33 @@ def eval_cmd(
                 typer.echo(f"  {c.id}: kind={c.kind} facts={c.facts_hit}/{c.facts_total} leak={c.leak!r}")
     if report.leaks:
         raise typer.Exit(2)
+
+
+def _eval_cv(settings: Settings, as_json: bool, verbose: bool) -> None:
+    from chatbot.evaluation import cross_validate
+
+    try:
+        result = cross_validate(_engine(settings))
+    except IndexUnavailable as exc:
+        fail(str(exc))
+    table = result.table()
+    if as_json:
+        typer.echo(json.dumps(table))
+        return
+    typer.echo(f"{table['messages']} replies to {table['families']} held-out families (grouped 5-fold)")
+    typer.echo(f"{'kind':<15}{'precision':>10}{'recall':>8}{'f1':>8}{'n':>7}")
+    for kind, row in table["per_kind"].items():
+        typer.echo(f"{kind:<15}{row['precision']:>10}{row['recall']:>8}{row['f1']:>8}{row['n']:>7}")
+    for key in ("macro_f1", "adverse_event_recall", "hcp_refusal_precision", "answerable_public_answered"):
+        typer.echo(f"{key}: {table[key]}")
+    typer.echo(f"correct by language: {table['by_language']}")
+    typer.echo("confusion (rows: expected, columns: given): " + " ".join(k[:8] for k in table["kinds"]))
+    for kind, row in zip(table["kinds"], table["confusion"]):
+        typer.echo(f"  {kind:<15}" + "".join(f"{n:>9}" for n in row))
+    if verbose:
+        for r in result.rows:
+            if r["kind"] != r["expected"]:
+                typer.echo(f"  {r['family']}: {r['role']} expected {r['expected']}, got {r['kind']}: {r['text']}")
 
 
 @app.command()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+
+import numpy as np
 from pathlib import Path
 
 from chatbot.answer import Engine, Reply
@@ -107,3 +109,81 @@ def evaluate(engine: Engine, gold: list[dict], repeat: int = 1) -> EvalReport:
                 uncited, reply.ms,
             ))
     return report
+
+
+# -- held-out families ------------------------------------------------------------------------------
+# the reply each label needs, for the public and for a verified HCP (corpus/utterances/README.md)
+EXPECTED = {
+    "question": ("answer", "answer"), "clinical": ("hcp_only", "answer"), "adverse_event": ("adverse_event",) * 2,
+    "advice": ("advice",) * 2, "outlook": ("no_answer",) * 2, "out_of_scope": ("out_of_scope",) * 2,
+    "small_talk": ("small_talk",) * 2,
+}
+
+
+@dataclass
+class CrossValidation:
+    """End-to-end reply kinds of the labelled messages, each answered by an engine whose reply-kind
+    model never saw the message's family (grouped, stratified k-fold)."""
+
+    rows: list[dict] = field(default_factory=list)  # label, lang, family, role, expected, kind
+
+    def table(self) -> dict:
+        from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+        kinds = sorted({r["expected"] for r in self.rows} | {r["kind"] for r in self.rows})
+        y = [r["expected"] for r in self.rows]
+        p = [r["kind"] for r in self.rows]
+        prec, rec, f1, n = precision_recall_fscore_support(y, p, labels=kinds, zero_division=0)
+        per_kind = {k: {"precision": round(float(a), 3), "recall": round(float(b), 3), "f1": round(float(c), 3),
+                        "n": int(d)} for k, a, b, c, d in zip(kinds, prec, rec, f1, n)}
+        present = [k for k in kinds if per_kind[k]["n"]]
+        ae = [r for r in self.rows if r["label"] == "adverse_event"]
+        refused = [r for r in self.rows if r["role"] == "public" and r["kind"] == "hcp_only"]
+        answerable = [r for r in self.rows if r["role"] == "public" and r["label"] == "question" and r["answerable"]]
+        return {
+            "messages": len(self.rows), "families": len({r["family"] for r in self.rows}),
+            "per_kind": per_kind,
+            "macro_f1": round(float(np.mean([per_kind[k]["f1"] for k in present])), 3),
+            "adverse_event_recall": round(sum(r["kind"] == "adverse_event" for r in ae) / max(1, len(ae)), 3),
+            "hcp_refusal_precision": round(sum(r["expected"] == "hcp_only" for r in refused) / max(1, len(refused)), 3),
+            "answerable_public_answered": round(sum(r["kind"] == "answer" for r in answerable) / max(1, len(answerable)), 3),
+            "by_language": {lang: round(sum(r["kind"] == r["expected"] for r in rs) / max(1, len(rs)), 3)
+                            for lang in ("en", "nl") if (rs := [r for r in self.rows if r["lang"] == lang])},
+            "kinds": kinds,
+            "confusion": confusion_matrix(y, p, labels=kinds).tolist(),
+        }
+
+
+def cross_validate(engine: Engine, folds: int = 5) -> CrossValidation:
+    """Both learned parts are refitted for each fold without its families: the reply-kind model and
+    the answer gate (whose pairs include the labelled users' questions)."""
+    from chatbot import intent, training
+    from chatbot.gate import Gate
+
+    snap = engine.snapshot()
+    gen = snap.generation
+    utts, vecs = intent._ordered(gen.utterances, gen.utterance_embeddings)
+    threshold = gen.meta.get("ae_threshold", 0.5)
+    X, y, groups = training.gate_pairs(engine.settings, engine.embedder, gen)
+    out = CrossValidation()
+    served = snap.intent, snap.gate
+    try:
+        for train, test in intent.split(utts, folds):
+            held = {utts[i].family for i in test}
+            keep = np.asarray([g not in held for g in groups], dtype=bool)
+            snap.gate = Gate.from_meta(training.fit_gate(X[keep], y[keep], groups[keep]))
+            snap.intent = intent.fit([utts[i] for i in train], vecs[train], threshold)
+            for i in test:
+                u = utts[i]
+                roles = ["public", "hcp"] if u.label == "clinical" else ["public"]
+                for role in roles:
+                    expected = EXPECTED[u.label][role == HCP]
+                    if expected == "answer" and not u.answerable:
+                        expected = "no_answer"
+                    kind = engine.ask(u.text, list(u.history), role).kind
+                    out.rows.append({"label": u.label, "lang": u.lang, "family": u.family, "role": role,
+                                     "expected": expected, "kind": kind, "answerable": u.answerable,
+                                     "text": u.text})
+    finally:
+        snap.intent, snap.gate = served
+    return out

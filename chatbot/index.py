@@ -261,6 +261,20 @@ class Store:
             meta = json.loads((u_col.metadata or {}).get("trained", "{}"))
         return q, u, meta
 
+    def copy_knowledge(self, source: str, target: str) -> None:
+        """Copy a generation's passage questions and labelled messages (with what training chose)."""
+        include = ["documents", "metadatas", "embeddings"]
+        for name in (self.question_collection_name, self.utterance_collection_name):
+            src = self.collection(name(source))
+            rows = self._read_all(src, include)
+            dst = self.collection(name(target), create=True)
+            for start in range(0, len(rows["ids"]), PAGE):
+                end = start + PAGE
+                dst.add(ids=rows["ids"][start:end], documents=rows["documents"][start:end],
+                        metadatas=rows["metadatas"][start:end], embeddings=rows["embeddings"][start:end])
+            if src.metadata and "trained" in src.metadata:
+                dst.modify(metadata={"trained": src.metadata["trained"]})
+
     def read_current(self) -> Generation:
         gen = self.current()
         if not gen:
@@ -490,8 +504,15 @@ def _write_knowledge(settings: Settings, store: Store, gen: str, questions, know
         raise IndexUnavailable("new index generation is incomplete (passage questions or labelled messages)")
 
 
+def _training_code() -> str:
+    """The training code itself is part of what a cached result was made from."""
+    here = Path(__file__).parent
+    return hashlib.sha1(b"".join((here / f).read_bytes() for f in ("intent.py", "gate.py", "training.py",
+                                                                    "retrieval.py", "answer.py"))).hexdigest()
+
+
 def _cached(settings: Settings, key: list, train: Callable[[], dict]) -> dict:
-    digest = hashlib.sha1(json.dumps(key).encode()).hexdigest()
+    digest = hashlib.sha1(json.dumps([key, _training_code()]).encode()).hexdigest()
     cache = Path(settings.embed_cache_dir).parent / "training" / f"{digest}.json"
     try:
         return json.loads(cache.read_text())

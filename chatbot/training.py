@@ -7,7 +7,8 @@
   - passage questions, each asked of an index that does not hold it: right when the passage found
     belongs to its own section (or to one whose questions say the same); a question for which another
     section was found gives no pair (that section may answer it too, or not);
-  - in-scope questions the texts do not answer, and off-topic messages: wrong whatever is found.
+  - the labelled users' questions: right unless marked `answerable: false`; off-topic messages are
+    wrong whatever is found.
   Its cut-off is the lowest at which the answered questions are right at least ``GATE_PRECISION``
   of the time, at that cut-off and every higher one.
 """
@@ -108,14 +109,17 @@ def gate_pairs(settings: Settings, embedder, generation: Generation):
             y.append(1)
             groups.append(f"{sections[i][0]}#{sections[i][1]}")
     snap = _snapshot(generation)
-    negatives = [(u, v) for u, v in zip(generation.utterances, generation.utterance_embeddings)
-                 if (not u.answerable and u.label in (QUESTION, CLINICAL)) or (u.label == OUT_OF_SCOPE and not u.history)]
-    negatives = sorted(negatives, key=lambda uv: uv[0].key)[:MAX_NEGATIVES]
-    for u, v in negatives:
-        found = _first_pick(engine, snap, u.text, v, u.lang, HCP if u.label == CLINICAL else PUBLIC)
+    # users' own questions: answerable unless marked otherwise; off-topic messages never are
+    asked = [(u, v) for u, v in zip(generation.utterances, generation.utterance_embeddings)
+             if not u.history and (u.label in (QUESTION, CLINICAL) or u.label == OUT_OF_SCOPE)]
+    off_topic = sorted([uv for uv in asked if uv[0].label == OUT_OF_SCOPE], key=lambda uv: uv[0].key)
+    asked = [uv for uv in asked if uv[0].label != OUT_OF_SCOPE] + off_topic[:MAX_NEGATIVES]
+    for u, v in asked:
+        found = _first_pick(engine, snap, u.text, v, u.lang, HCP if u.label == CLINICAL else PUBLIC,
+                            u.label == CLINICAL and u.lang != "en")
         if found is not None:
             X.append(found[0])
-            y.append(0)
+            y.append(int(u.answerable and u.label != OUT_OF_SCOPE))
             groups.append(u.family)
     return np.asarray(X), np.asarray(y), np.asarray(groups)
 

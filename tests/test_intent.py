@@ -114,7 +114,8 @@ EXAMPLES = [
     ("public", [], "what happens after a positive result, what are the next steps?", "answer"),
     ("public", [], "I read about a study where 79% responded, is that true?", "hcp_only"),
     ("hcp", [], "my patient on entrectinib gained 8 kg, is that known?", "adverse_event"),
-    ("public", ["Which medicines treat TRK fusion cancer?"], "ok and how much should she get?", "hcp_only"),
+    # a dose for one person: the refusal, or the advice reply's "ask your doctor"; never out of scope
+    ("public", ["Which medicines treat TRK fusion cancer?"], "ok and how much should she get?", ("hcp_only", "advice")),
     ("public", ["Wat is TRK-fusiekanker?"], "dankjewel, duidelijk!", "small_talk"),
     ("public", [], "Since I started Vitrakvi I get dizzy every morning.", "adverse_event"),
     ("public", [], "Mijn dochter heeft last van duizeligheid door haar medicijn.", "adverse_event"),
@@ -130,7 +131,7 @@ EXAMPLES = [
 
 @pytest.mark.parametrize("role,history,text,kind", EXAMPLES)
 def test_examples_get_the_right_kind(engine, role, history, text, kind):
-    assert engine.ask(text, history, role).kind == kind
+    assert engine.ask(text, history, role).kind in ((kind,) if isinstance(kind, str) else kind)
 
 
 def test_a_report_that_also_asks_is_logged_then_answered(engine):
