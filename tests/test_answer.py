@@ -443,9 +443,10 @@ def test_side_effects_of_the_medicines_are_hcp_only_in_both_languages(engine, q,
 
 
 def test_a_question_about_children_is_not_answered_with_what_holds_for_adults(engine):
-    # no text gives entrectinib's dose for children: its adult dose is not the answer
+    # entrectinib's dose for children is based on body surface area: its adult dose is not the answer
     reply = engine.ask("What is the dose of entrectinib for children?", role="hcp")
-    assert reply.kind == "no_answer" and "600 mg" not in reply.answer, reply.answer
+    assert reply.kind == "answer" and "body surface area" in reply.answer, reply.answer
+    assert "600 mg" not in reply.answer, reply.answer
     reply = engine.ask("What is the dose of larotrectinib for children?", role="hcp")
     assert reply.kind == "answer" and "100 mg/m²" in reply.answer, reply.answer
     reply = engine.ask("What is the dose of entrectinib for adults?", role="hcp")
@@ -549,7 +550,7 @@ def test_what_holds_for_the_class_answers_a_question_about_one_medicine(engine, 
 @pytest.mark.parametrize("q, kind", [
     ("What is the dose of larotrectinib in pregnancy?", "answer"),  # its own dose passage
     ("How does resistance to larotrectinib develop?", "answer"),  # the class text; not repotrectinib's
-    ("What is the entrectinib dose for babies?", "no_answer"),  # not larotrectinib's children's dose
+    ("What is the entrectinib dose for babies?", "answer"),  # its own text on children, not larotrectinib's
     ("How long is repotrectinib taken after a meal?", "no_answer"),
 ])
 def test_the_second_search_for_the_class_never_gives_another_medicines_passage(engine, q, kind):
