@@ -22,7 +22,8 @@ MESSAGES = {
             "be shared with verified healthcare professionals under EU law. If you are a healthcare "
             "professional, please register and sign in with a verified account (in the Netherlands we "
             "check your BIG number). If you are a patient or carer, your doctor or care team can answer "
-            "questions about your treatment."
+            "questions about your treatment. For your own medicine, read its package leaflet and ask your "
+            "doctor or pharmacist."
         ),
         "hcp_related": "What our general information says:",
         "advice": (
@@ -68,7 +69,8 @@ MESSAGES = {
             "testalgoritmen, mogen volgens Europese wetgeving alleen met geverifieerde zorgprofessionals "
             "worden gedeeld. Bent u zorgprofessional? Registreer u en log in met een geverifieerd account "
             "(in Nederland controleren wij uw BIG-nummer). Bent u patiënt of naaste? Uw arts of "
-            "behandelteam kan uw vragen over uw behandeling beantwoorden."
+            "behandelteam kan uw vragen over uw behandeling beantwoorden. Over uw eigen geneesmiddel leest "
+            "u meer in de bijsluiter, en uw arts of apotheker helpt u verder."
         ),
         "hcp_related": "Wat onze algemene informatie zegt:",
         "advice": (
