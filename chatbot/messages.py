@@ -8,7 +8,8 @@ MESSAGES = {
             "Thank you for telling us. A side effect or other health problem while taking a medicine "
             "should be reported. Please contact your doctor or pharmacist about it, and do not stop or "
             "change your medicine on your own. This chat cannot handle urgent situations: if you feel very "
-            "unwell, call your doctor or the emergency number 112 now."
+            "unwell, call your doctor or the emergency number now (112 in the EU; elsewhere your local "
+            "emergency number)."
         ),
         "adverse_event_how": "How to report a side effect:",
         "out_of_scope": (
@@ -55,7 +56,7 @@ MESSAGES = {
             "Dank u voor uw bericht. Een bijwerking of ander gezondheidsprobleem tijdens het gebruik van "
             "een geneesmiddel moet worden gemeld. Neem hierover contact op met uw arts of apotheker en stop "
             "of verander uw geneesmiddel niet zelf. Deze chat kan niet helpen bij spoed: voelt u zich erg "
-            "ziek, bel dan nu uw arts of het alarmnummer 112."
+            "ziek, bel dan nu uw arts of het alarmnummer (112 in de EU; elders het plaatselijke alarmnummer)."
         ),
         "adverse_event_how": "Zo meldt u een bijwerking:",
         "out_of_scope": (
