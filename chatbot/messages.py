@@ -93,9 +93,7 @@ MESSAGES = {
             "Wat wilt u weten?"
         ),
         "thanks": "Graag gedaan. Heeft u nog een vraag over TRK-fusiekanker? Stel hem gerust.",
-        "fallback_language": (
-            "Hierover hebben we geen Nederlandse tekst; dit antwoord komt uit onze Engelstalige teksten."
-        ),
+        "fallback_language": "Dit antwoord komt uit onze Engelstalige teksten.",
         "index_unavailable": "De assistent wordt bijgewerkt en kan nu niet antwoorden. Probeer het zo opnieuw.",
     },
 }
