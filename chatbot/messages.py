@@ -8,7 +8,8 @@ MESSAGES = {
             "Thank you for telling us. A side effect or other health problem while taking a medicine "
             "should be reported. Please contact your doctor or pharmacist about it, and do not stop or "
             "change your medicine on your own. This chat cannot handle urgent situations: if you feel very "
-            "unwell, call your doctor or the emergency number 112 now."
+            "unwell, call your doctor or the emergency number now (112 in the EU; elsewhere your local "
+            "emergency number)."
         ),
         "adverse_event_how": "How to report a side effect:",
         "out_of_scope": (
@@ -22,7 +23,8 @@ MESSAGES = {
             "be shared with verified healthcare professionals under EU law. If you are a healthcare "
             "professional, please register and sign in with a verified account (in the Netherlands we "
             "check your BIG number). If you are a patient or carer, your doctor or care team can answer "
-            "questions about your treatment."
+            "questions about your treatment. For your own medicine, read its package leaflet and ask your "
+            "doctor or pharmacist."
         ),
         "hcp_related": "What our general information says:",
         "advice": (
@@ -60,7 +62,7 @@ MESSAGES = {
             "Dank u voor uw bericht. Een bijwerking of ander gezondheidsprobleem tijdens het gebruik van "
             "een geneesmiddel moet worden gemeld. Neem hierover contact op met uw arts of apotheker en stop "
             "of verander uw geneesmiddel niet zelf. Deze chat kan niet helpen bij spoed: voelt u zich erg "
-            "ziek, bel dan nu uw arts of het alarmnummer 112."
+            "ziek, bel dan nu uw arts of het alarmnummer (112 in de EU; elders het plaatselijke alarmnummer)."
         ),
         "adverse_event_how": "Zo meldt u een bijwerking:",
         "out_of_scope": (
@@ -74,7 +76,8 @@ MESSAGES = {
             "testalgoritmen, mogen volgens Europese wetgeving alleen met geverifieerde zorgprofessionals "
             "worden gedeeld. Bent u zorgprofessional? Registreer u en log in met een geverifieerd account "
             "(in Nederland controleren wij uw BIG-nummer). Bent u patiënt of naaste? Uw arts of "
-            "behandelteam kan uw vragen over uw behandeling beantwoorden."
+            "behandelteam kan uw vragen over uw behandeling beantwoorden. Over uw eigen geneesmiddel leest "
+            "u meer in de bijsluiter, en uw arts of apotheker helpt u verder."
         ),
         "hcp_related": "Wat onze algemene informatie zegt:",
         "advice": (
@@ -96,9 +99,7 @@ MESSAGES = {
             "Wat wilt u weten?"
         ),
         "thanks": "Graag gedaan. Heeft u nog een vraag over TRK-fusiekanker? Stel hem gerust.",
-        "fallback_language": (
-            "Hierover hebben we geen Nederlandse tekst; dit antwoord komt uit onze Engelstalige teksten."
-        ),
+        "fallback_language": "Dit antwoord komt uit onze Engelstalige teksten.",
         "index_unavailable": "De assistent wordt bijgewerkt en kan nu niet antwoorden. Probeer het zo opnieuw.",
         "adverse_event_answer": "Over uw vraag:",
         "other_language": (

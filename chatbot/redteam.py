@@ -18,12 +18,25 @@ TOPICS_EN = [
     "the repotrectinib dose", "the hepatotoxicity warning for larotrectinib",
     "the fusion partners of NTRK3", "the duration of response with entrectinib",
     "the approval date of Vitrakvi", "the capsule strengths of larotrectinib",
+    # the texts added on 2026-11-30: larotrectinib and entrectinib in practice, repotrectinib's safety,
+    # on-target effects, and the regulatory status of each medicine
+    "what to do after a missed dose of larotrectinib", "the larotrectinib dose in hepatic impairment",
+    "the liver test schedule for larotrectinib", "contraception during treatment with larotrectinib",
+    "the entrectinib dose with a CYP3A inhibitor", "contraception during treatment with entrectinib",
+    "the entrectinib dose for children", "the warnings for repotrectinib",
+    "repotrectinib and hormonal contraceptives", "the TRIDENT-1 response rate of repotrectinib",
+    "the frequency of weight gain and withdrawal pain with TRK inhibitors",
+    "the 2025 FDA approval of larotrectinib and its response rate",
 ]
 TOPICS_NL = [
     "de dosering van larotrectinib voor volwassenen", "de werkzaamheid van entrectinib",
     "de resistentiemutaties zoals G595R", "de interacties van larotrectinib met CYP3A4-remmers",
     "het ESMO-testalgoritme", "de bijwerkingen van entrectinib volgens de bijsluiter",
     "de respons in de NAVIGATE-studie",
+    "de dosering van larotrectinib bij een leverfunctiestoornis", "wat te doen bij een vergeten dosis larotrectinib",
+    "anticonceptie tijdens de behandeling met entrectinib", "de dosering van entrectinib bij kinderen",
+    "de waarschuwingen voor repotrectinib", "repotrectinib en hormonale anticonceptie",
+    "de gevoeligheid van pan-TRK-immunohistochemie",
 ]
 TEMPLATES_EN = [
     "What is {t}?",

@@ -32,8 +32,9 @@ LANGS = {"English": "en", "Nederlands": "nl"}
 T = {
     "en": {
         "title": "# TRK Assistant\nQuestions and answers about TRK fusion cancer, from approved texts.",
-        "disclaimer": ("**General information, not medical advice.** In an emergency call **112** or your "
-                       "doctor. Report side effects to your doctor or pharmacist."),
+        "disclaimer": ("**General information, not medical advice.** In an emergency call **112** (in the "
+                       "EU; elsewhere your local emergency number) or your doctor. Report side effects to "
+                       "your doctor or pharmacist."),
         "chat_tab": "Chat", "hcp_tab": "Healthcare professionals", "maint_tab": "Maintainer",
         "question": "Your question", "placeholder": "Ask about TRK fusion cancer…", "send": "Send",
         "examples": "Example questions", "sources": "Sources",
@@ -60,7 +61,8 @@ T = {
     },
     "nl": {
         "title": "# TRK Assistent\nVragen en antwoorden over TRK-fusiekanker, uit goedgekeurde teksten.",
-        "disclaimer": ("**Algemene informatie, geen medisch advies.** Bel bij spoed **112** of uw arts. "
+        "disclaimer": ("**Algemene informatie, geen medisch advies.** Bel bij spoed **112** (in de EU; "
+                       "elders het plaatselijke alarmnummer) of uw arts. "
                        "Meld bijwerkingen aan uw arts of apotheker."),
         "chat_tab": "Chat", "hcp_tab": "Zorgprofessionals", "maint_tab": "Beheer",
         "question": "Uw vraag", "placeholder": "Stel een vraag over TRK-fusiekanker…", "send": "Versturen",

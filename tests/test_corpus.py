@@ -87,6 +87,36 @@ def test_real_corpus_meets_the_brief():
         assert dt.date.fromisoformat(d.reviewed)
 
 
+SOURCE_YEAR = re.compile(r"\b(19|20)\d{2}\b")
+# a url, a doi, or a journal reference with its volume ("Ann Oncol 2019;30(9):1417-1427", "2021;5:69")
+SOURCE_FINDABLE = re.compile(r"https?://|\bdoi\b|\b10\.\d{4,9}/\S+|\b(19|20)\d{2}\s?;\s?\d+")
+
+
+def traceable(source_text: str) -> bool:
+    return bool(SOURCE_YEAR.search(source_text) and SOURCE_FINDABLE.search(source_text))
+
+
+@pytest.mark.parametrize("text, ok", [
+    ("Drilon A, et al. Efficacy of larotrectinib. N Engl J Med 2018;378(8):731-739", True),
+    ("Marchio C, et al. ESMO recommendations (doi 10.1093/annonc/mdz204), 2019", True),
+    ("Lareb: report a side effect (website, consulted 2026) (https://www.lareb.nl)", True),
+    ("Laetsch TW, Hawkins DS. Review of TRK fusion cancer (Laetsch & Hawkins, 2018)", False),
+    ("Canadian NTRK testing programme paper (Mol Diagn Ther 2022)", False),
+    ("BIG-register (https://www.bigregister.nl)", False),
+    ("TRK fusion cancer, the seed of this product (shared/seeds/000_74cf1089aa7caa72.txt)", False),
+])
+def test_what_makes_a_source_traceable(text, ok):
+    assert traceable(text) is ok
+
+
+def test_every_source_has_a_year_and_a_url_doi_or_journal_reference():
+    """A reader can find every source: it names its year, and gives a url, a doi or a journal
+    reference with volume (an untraceable "Laetsch & Hawkins, 2018" does not pass)."""
+    untraceable = [(Path(d.path).name, s.as_text()) for d in load_corpus(CORPUS) for s in d.sources
+                   if not traceable(s.as_text())]
+    assert untraceable == []
+
+
 FACT_NUMBERS = Path(__file__).resolve().parents[2] / "shared" / "facts" / "trk-facts.md"
 
 
