@@ -33,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: unanswered questions, for the maintainers' review
 PROFESSIONS = ("physician", "pharmacist", "nurse_specialist", "other")
 STATUSES = ("pending", "verified", "rejected", "disabled", "maintainer")
 IDLE_EXPIRY = dt.timedelta(hours=12)
@@ -154,6 +154,18 @@ class Feedback(Base):
     question: Mapped[str] = mapped_column(String(2000))
     kind: Mapped[str] = mapped_column(String(32))
     liked: Mapped[bool] = mapped_column(Boolean)
+
+
+class Unanswered(Base):
+    """A question that got "I don't know" or "out of scope", without who asked it."""
+
+    __tablename__ = "unanswered"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
+    question: Mapped[str] = mapped_column(String(2000))
+    kind: Mapped[str] = mapped_column(String(32))
+    language: Mapped[str] = mapped_column(String(8))
+    nearest: Mapped[str] = mapped_column(String(400))
 
 
 @event.listens_for(AuditEntry, "before_update")
@@ -575,6 +587,29 @@ class Accounts:
     def add_feedback(self, question: str, kind: str, liked: bool) -> None:
         with self._tx() as s:
             s.add(Feedback(at=self.clock(), question=(question or "")[:2000], kind=kind[:32], liked=bool(liked)))
+
+    def add_unanswered(self, question: str, kind: str, language: str, nearest: str) -> None:
+        with self._tx() as s:
+            s.add(Unanswered(at=self.clock(), question=(question or "")[:2000], kind=kind[:32],
+                             language=language[:8], nearest=(nearest or "")[:400]))
+
+    def review(self, days: int = 30) -> list[dict]:
+        """The questions of the last `days` days that got "I don't know", "out of scope" or a thumbs-down,
+        most frequent first, with the reply kind and the nearest passage (for maintainers; anonymous)."""
+        since = self.clock() - dt.timedelta(days=days)
+        out: dict[tuple[str, str], dict] = {}
+        with self.Session() as s:
+            for u in s.scalars(select(Unanswered).where(Unanswered.at >= since)):
+                row = out.setdefault((u.question.strip().lower(), u.kind), {
+                    "question": u.question, "kind": u.kind, "language": u.language, "nearest": u.nearest,
+                    "times": 0, "thumbs_down": 0, "last": u.at.isoformat(timespec="seconds")})
+                row["times"] += 1
+            for f in s.scalars(select(Feedback).where(Feedback.at >= since, Feedback.liked.is_(False))):
+                row = out.setdefault((f.question.strip().lower(), f.kind), {
+                    "question": f.question, "kind": f.kind, "language": "", "nearest": "", "times": 0,
+                    "thumbs_down": 0, "last": f.at.isoformat(timespec="seconds")})
+                row["thumbs_down"] += 1
+        return sorted(out.values(), key=lambda r: (-(r["times"] + r["thumbs_down"]), r["question"]))
 
     def feedback_summary(self, top: int = 5) -> dict:
         with self.Session() as s:

@@ -55,6 +55,7 @@ class Reply:
     ms: float = 0.0
     timings: dict = field(default_factory=dict)
     generation: str = ""
+    nearest: str = ""  # for "I don't know" and "out of scope": the closest passage (for maintainers' review)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -228,7 +229,8 @@ class Engine:
             thanks = bool(history)  # after an exchange it is a thank-you or a goodbye, before it a greeting
             return Reply(policy.SMALL_TALK, msg(lang, "thanks" if thanks else "greeting"), language=lang)
         if label == OUT_OF_SCOPE:
-            return Reply(policy.OUT_OF_SCOPE, msg(lang, "out_of_scope"), language=lang, generation=snap.name)
+            return Reply(policy.OUT_OF_SCOPE, msg(lang, "out_of_scope"), language=lang, generation=snap.name,
+                         nearest=self._nearest(snap, q, qv, role, lang))
         query, qv = self._query(q, qv, history)
         if label == OUTLOOK:
             return Reply(policy.NO_ANSWER, msg(lang, "no_answer"), language=lang, generation=snap.name)
@@ -267,7 +269,8 @@ class Engine:
                 # only the texts for professionals answer it: the refusal, not "I don't know"
                 return self._refusal(snap, query, qv, lang, timings)
             unknown = msg(lang, "no_answer_hcp" if role == HCP else "no_answer")
-            return Reply(policy.NO_ANSWER, unknown, language=lang, generation=snap.name)
+            return Reply(policy.NO_ANSWER, unknown, language=lang, generation=snap.name,
+                         nearest=self._nearest(snap, query, qv, role, lang))
         text, citations = self._render(picked)
         if self.llm is not None:
             from chatbot.llm import rewrite
@@ -276,6 +279,11 @@ class Engine:
         if used_lang != lang:
             text = f"{msg(lang, 'fallback_language')}\n\n{text}".strip()
         return Reply(policy.ANSWER, text, citations, language=lang, generation=snap.name)
+
+    def _nearest(self, snap: Snapshot, query: str, qv, role: str, lang: str) -> str:
+        """The passage closest to a question nothing answered, as "doc id > heading" (for review)."""
+        hits = self.retriever.search(snap, query, qv, role, lang, {}, query_lang=lang)
+        return f"{hits[0].chunk.doc_id} > {hits[0].chunk.heading}" if hits else ""
 
     def _hcp_would_answer(self, snap: Snapshot, query: str, qv, lang: str, timings: dict) -> bool:
         """Whether a passage for professionals answers what the public texts do not (for the policy

@@ -353,5 +353,25 @@ def audit(since: str | None = typer.Option(None, "--since", help="YYYY-MM-DD: on
         typer.echo(f"{e.at.isoformat(timespec='seconds')}\t{e.event}\tactor={e.actor}\tsubject={e.subject}\t{e.detail}")
 
 
+@app.command()
+def review(days: int = typer.Option(30, "--days", help="How many days back."),
+           as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON.")) -> None:
+    """Questions that got "I don't know", "out of scope" or a thumbs-down, most frequent first, with the
+    reply kind and the nearest passage: what to fix with a passage question or a labelled message."""
+    from chatbot.accounts import AccountError
+
+    try:
+        rows = _accounts().review(days)
+    except AccountError as exc:
+        fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(rows, ensure_ascii=False))
+        return
+    typer.echo(f"{len(rows)} questions to review from the last {days} days")
+    for r in rows:
+        near = f"  (nearest: {r['nearest']})" if r["nearest"] else ""
+        typer.echo(f"{r['times'] + r['thumbs_down']:>4}x [{r['kind']}] {r['question']}{near}")
+
+
 def main() -> None:
     app()

@@ -50,6 +50,7 @@ T = {
         "signed_in": "Signed in.", "signed_out": "Signed out.",
         "reindex": "Re-index corpus", "approve": "Approve", "reject": "Reject", "reason": "Reason for rejection",
         "pending_head": "### Pending HCP registrations", "feedback_head": "### Feedback",
+        "review_head": "### Questions to review (last 30 days: \"I don't know\", out of scope, thumbs-down)",
         "index_head": "### Index status", "not_allowed": "Only signed-in maintainers can do this.",
         "kinds": {"answer": "", "small_talk": "", "hcp_only": "🔒 **For healthcare professionals only**",
                   "adverse_event": "⚠️ **Reporting a side effect**", "advice": "🩺 **Please talk to your doctor**",
@@ -80,6 +81,7 @@ T = {
         "reindex": "Corpus opnieuw indexeren", "approve": "Goedkeuren", "reject": "Afwijzen",
         "reason": "Reden van afwijzing", "pending_head": "### Registraties in afwachting",
         "feedback_head": "### Feedback", "index_head": "### Indexstatus",
+        "review_head": "### Vragen om na te kijken (laatste 30 dagen: \"weet ik niet\", buiten het onderwerp, duim omlaag)",
         "not_allowed": "Alleen ingelogde beheerders kunnen dit doen.",
         "kinds": {"answer": "", "small_talk": "", "hcp_only": "🔒 **Alleen voor zorgprofessionals**",
                   "adverse_event": "⚠️ **Een bijwerking melden**", "advice": "🩺 **Bespreek dit met uw arts**",
@@ -155,9 +157,15 @@ class App:
     def ask(self, question: str, history: list[str], token) -> Reply:
         role = self.role(token)  # re-checked on every question
         try:
-            return self.engine.ask(question, history, role)
+            reply = self.engine.ask(question, history, role)
         except IndexUnavailable:
             return reply_error(detect_language(question or ""))
+        if reply.kind in ("no_answer", "out_of_scope") and self.accounts is not None:
+            try:  # kept for the maintainers' review, without who asked; never fails the answer
+                self.accounts.add_unanswered(question, reply.kind, reply.language, reply.nearest)
+            except AccountError:
+                pass
+        return reply
 
 
 def build(app: App, browser_secret: str | None = None) -> gr.Blocks:
@@ -212,6 +220,8 @@ def build(app: App, browser_secret: str | None = None) -> gr.Blocks:
                 decide_msg = gr.Markdown("", elem_id="decide-message")
                 feedback_head = gr.Markdown(T["en"]["feedback_head"])
                 feedback = gr.Markdown("", elem_id="feedback")
+                review_head = gr.Markdown(T["en"]["review_head"])
+                review = gr.Markdown("", elem_id="review")
 
         def code(choice) -> str:
             return LANGS.get(choice, "en")
@@ -266,14 +276,14 @@ def build(app: App, browser_secret: str | None = None) -> gr.Blocks:
                 gr.update(label=t["country"]), gr.update(label=t["regnum"]), gr.update(label=t["password"]),
                 gr.update(value=t["register"]), t["index_head"], gr.update(value=t["reindex"]),
                 t["pending_head"], gr.update(label=t["email"]), gr.update(label=t["reason"]),
-                gr.update(value=t["approve"]), gr.update(value=t["reject"]), t["feedback_head"],
+                gr.update(value=t["approve"]), gr.update(value=t["reject"]), t["feedback_head"], t["review_head"],
             ]
 
         lang.change(switch, inputs=[lang, token], outputs=[
             title, disclaimer, status, chat_tab, hcp_tab, maint_tab, box, send, examples_head, *example_buttons,
             signin_head, email, password, signin, signout, register_head, r_name, r_email, r_prof, r_country,
             r_number, r_password, register, index_head, reindex, pending_head, m_email, m_reason, approve,
-            reject, feedback_head,
+            reject, feedback_head, review_head,
         ])
         demo.load(None, js="() => (navigator.language || 'en').toLowerCase().startsWith('nl') ? 'Nederlands' : 'English'",
                   outputs=lang)
@@ -344,7 +354,7 @@ def build(app: App, browser_secret: str | None = None) -> gr.Blocks:
 
         def overview(tok, choice):
             if maintainer(tok) is None:
-                return T[code(choice)]["not_allowed"], "", ""
+                return T[code(choice)]["not_allowed"], "", "", ""
             st = index_status(app.settings, app.engine.store)
             lines = [f"- generation `{esc(str(st['generation']))}`, last re-index {esc(str(st['updated']))}"]
             for key in sorted(st["chunks"]):
@@ -357,9 +367,13 @@ def build(app: App, browser_secret: str | None = None) -> gr.Blocks:
             fb_md = "\n".join(f"- {esc(k)}: 👍 {v['likes']} 👎 {v['dislikes']}" for k, v in fb["by_kind"].items()) or "-"
             if fb["most_disliked"]:
                 fb_md += "\n\n" + "\n".join(f"- 👎 {n}× {esc(q)}" for q, n in fb["most_disliked"])
-            return "\n".join(lines), pend_md, fb_md
+            rows = app.accounts.review(30)[:50] if app.accounts else []
+            review_md = "\n".join(
+                f"- {r['times'] + r['thumbs_down']}× `{esc(r['kind'])}` {esc(r['question'])}"
+                + (f" (nearest: {esc(r['nearest'])})" if r["nearest"] else "") for r in rows) or "-"
+            return "\n".join(lines), pend_md, fb_md, review_md
 
-        maint_tab.select(overview, inputs=[token, lang], outputs=[index_info, pending, feedback])
+        maint_tab.select(overview, inputs=[token, lang], outputs=[index_info, pending, feedback, review])
 
         def do_reindex(tok, choice, progress=gr.Progress()):
             account = maintainer(tok)

@@ -293,3 +293,15 @@ def test_feedback_is_anonymous_and_summarised(accounts):
     summary = accounts.feedback_summary()
     assert summary["by_kind"] == {"answer": {"likes": 1, "dislikes": 0}, "no_answer": {"likes": 0, "dislikes": 2}}
     assert summary["most_disliked"] == [("Is it contagious?", 2)]
+
+
+def test_unanswered_questions_and_thumbs_down_are_listed_for_review(accounts, clock):
+    accounts.add_unanswered("is it contagious", "no_answer", "en", "what-is-trk-fusion-cancer > What it is")
+    accounts.add_unanswered("Is it contagious", "no_answer", "en", "what-is-trk-fusion-cancer > What it is")
+    accounts.add_unanswered("wie wint de tour", "out_of_scope", "nl", "")
+    accounts.add_feedback("What does it cost?", "answer", False)
+    rows = accounts.review(30)
+    assert [(r["question"].lower(), r["kind"], r["times"] + r["thumbs_down"]) for r in rows] == [
+        ("is it contagious", "no_answer", 2), ("what does it cost?", "answer", 1), ("wie wint de tour", "out_of_scope", 1)]
+    assert rows[0]["nearest"].startswith("what-is-trk-fusion-cancer")
+    assert not set(rows[0]) & {"email", "user", "session", "ip"}  # anonymous
