@@ -15,9 +15,17 @@ import numpy as np
 from chatbot import policy
 from chatbot.config import Settings
 from chatbot.index import IndexUnavailable, Store
-from chatbot.knowledge import ADVERSE_EVENT, ADVICE, CLINICAL, OUT_OF_SCOPE, OUTLOOK, QUESTION, SMALL_TALK
-from chatbot.messages import AE_QUERY, msg
 from chatbot.intent import UNANSWERABLE, Prediction
+from chatbot.knowledge import (
+    ADVERSE_EVENT,
+    ADVICE,
+    CLINICAL,
+    OUT_OF_SCOPE,
+    OUTLOOK,
+    QUESTION,
+    SMALL_TALK,
+)
+from chatbot.messages import AE_QUERY, msg
 from chatbot.retrieval import HCP, PUBLIC, Hit, Retriever, Snapshot, tokenize, words
 
 ROLES = (PUBLIC, HCP)
@@ -26,9 +34,11 @@ _ASKING = re.compile(r"\b(ask|questions?|vragen|vraag)\b", re.IGNORECASE)
 # a sentence that opens like this leans on the one before it ("It can include surgery ...")
 _REFERS = re.compile(r"(It|Its|They|Their|These|This|Those|That|Such|Both|Het|Dit|Deze|Die|Dat|Ze|Zij|Hun|Zo'n|Beide)\b"
                      r"|(\S+ ){1,4}then\b")  # "The fused gene then makes ...": the step before it
+FOLLOW_UP_WEIGHT = 2.0  # the follow-up's own vector against the previous message's
 FOLLOW_UP_WORDS = 6  # a message with at most this many content words after an earlier one leans on it
 SAME_SENTENCE = 0.85  # two sentences this similar say the same thing: the answer keeps one
 MAX_SENTENCES = 4  # unless a list is asked for
+UNANSWERABLE_GATE = 0.9  # the gate's probability a question like those the texts do not answer must reach
 ALSO_ASKS = 0.15  # a side-effect report that is this likely a question too gets an answer as well
 
 
@@ -144,6 +154,10 @@ class Engine:
             snap.intent = fit_cached(generation.utterances, generation.utterance_embeddings,
                               generation.meta.get("ae_threshold", 0.5))
         snap.gate = Gate.from_meta(generation.meta.get("gate"))
+        # the words of our English and Dutch texts and messages (to tell another language apart)
+        texts = [c.text for c in generation.chunks] + [t for _, _, t in generation.questions] + \
+            [u.text for u in generation.utterances]
+        snap.words = frozenset(w for t in texts for w in re.findall(r"[^\W\d_]{2,}", t.lower()))
         return snap
 
     def embed(self, text: str) -> np.ndarray:
@@ -199,15 +213,17 @@ class Engine:
             return Reply(policy.INVALID, msg(policy.detect_language(question or ""), "empty"))
         if not re.search(r"[^\W\d_]", q):  # no letters ("???", "…"): nothing to understand
             return Reply(policy.OUT_OF_SCOPE, msg("en", "out_of_scope"), language="en")
+        if not re.search(r"[a-zA-Z\u00c0-\u024f]", q):  # letters, none of the Latin script: another language
+            return Reply(policy.INVALID, msg("en", "other_language"), language="en")
         if len(q) > self.settings.max_question_chars:
             lang = policy.detect_language(q[:500])
             return Reply(policy.INVALID, msg(lang, "too_long", n=len(q), limit=self.settings.max_question_chars),
                          language=lang)
-        if policy.other_language(q):
+        snap = self.snapshot()
+        if policy.other_language(q, snap.words):
             return Reply(policy.INVALID, msg("en", "other_language"), language="en")
         history = [policy.clean(h) for h in history][-4:]
         history = [h for h in history if h and len(h) <= self.settings.max_question_chars]
-        snap = self.snapshot()
         t = time.perf_counter()
         qv = self.embed(q)
         timings["embed_ms"] = (time.perf_counter() - t) * 1000
@@ -234,14 +250,16 @@ class Engine:
         query, qv = self._query(q, qv, history)
         if label == OUTLOOK:
             return Reply(policy.NO_ANSWER, msg(lang, "no_answer"), language=lang, generation=snap.name)
-        if label == UNANSWERABLE:  # in scope, and like questions the texts are known not to answer
-            return Reply(policy.NO_ANSWER, msg(lang, "no_answer_hcp" if role == HCP else "no_answer"),
-                         language=lang, generation=snap.name)
+        strict = None
+        if label == UNANSWERABLE:
+            # like questions the texts are known not to answer: answered only if a passage clearly does
+            label = CLINICAL if pred.proba.get(CLINICAL, 0.0) > pred.proba.get(QUESTION, 0.0) else QUESTION
+            strict = UNANSWERABLE_GATE
         if label == ADVICE:
             return self._advice(snap, query, qv, lang, timings)
         if label == CLINICAL and role != HCP:
             return self._refusal(snap, query, qv, lang, timings)
-        return self._answer(snap, q, query, qv, lang, role, timings, clinical=label == CLINICAL)
+        return self._answer(snap, q, query, qv, lang, role, timings, clinical=label == CLINICAL, strict=strict)
 
     def _query(self, q: str, qv, history: list[str]):
         """The text to search with: a short message after an earlier one is read with it ("and in
@@ -252,20 +270,24 @@ class Engine:
         if self.glossary.drugs_in(q):
             before = self.glossary.without_drugs(before)
         query = f"{before} {q}"
-        return query, self.embed(query)
+        # by meaning, the message itself leads and the one before gives the topic ("And how is it
+        # found?" asks how, of what was asked before); by words, both count
+        vec = FOLLOW_UP_WEIGHT * np.asarray(qv) + self.embed(before)
+        return query, (vec / np.linalg.norm(vec)).astype(np.float32)
 
     def _answer(self, snap: Snapshot, q: str, query: str, qv, lang: str, role: str, timings: dict,
-                clinical: bool = False) -> Reply:
-        # the clinical texts are in English: a verified HCP's clinical question in Dutch is looked up
-        # there first
+                clinical: bool = False, strict: float | None = None) -> Reply:
+        # most clinical texts are in English (some in Dutch): a verified HCP's clinical question in
+        # Dutch is looked up in both, the English texts first, the Dutch ones when they answer as well
         english_first = clinical and lang != "en"
-        picked, used_lang = self._retrieve_and_pick(snap, query, qv, role, lang, timings, english_first=english_first)
+        picked, used_lang = self._retrieve_and_pick(snap, query, qv, role, lang, timings, english_first=english_first,
+                                                    strict=strict)
         if not picked and query != q:
             # read as a follow-up it found nothing; it may stand on its own
             picked, used_lang = self._retrieve_and_pick(snap, q, self.embed(q), role, lang, timings,
-                                                        english_first=english_first)
+                                                        english_first=english_first, strict=strict)
         if not picked:
-            if role != HCP and self._hcp_would_answer(snap, query, qv, lang, timings):
+            if role != HCP and self._hcp_would_answer(snap, query, qv, lang, strict):
                 # only the texts for professionals answer it: the refusal, not "I don't know"
                 return self._refusal(snap, query, qv, lang, timings)
             unknown = msg(lang, "no_answer_hcp" if role == HCP else "no_answer")
@@ -285,10 +307,10 @@ class Engine:
         hits = self.retriever.search(snap, query, qv, role, lang, {}, query_lang=lang)
         return f"{hits[0].chunk.doc_id} > {hits[0].chunk.heading}" if hits else ""
 
-    def _hcp_would_answer(self, snap: Snapshot, query: str, qv, lang: str, timings: dict) -> bool:
+    def _hcp_would_answer(self, snap: Snapshot, query: str, qv, lang: str, strict: float | None) -> bool:
         """Whether a passage for professionals answers what the public texts do not (for the policy
         decision only: nothing of it is shown)."""
-        picked, _ = self._retrieve_and_pick(snap, query, qv, HCP, lang, {})
+        picked, _ = self._retrieve_and_pick(snap, query, qv, HCP, lang, {}, strict=strict)
         return bool(picked) and any(p.hit.chunk.audience == HCP for p in picked)
 
     # reply kinds ----------------------------------------------------------------------------
@@ -344,11 +366,17 @@ class Engine:
         return Reply(policy.ADVICE, text, citations, language=lang, generation=snap.name)
 
     # retrieval and composition ----------------------------------------------------------------
-    def _retrieve_and_pick(self, snap, query, qv, role, lang, timings, limit=None, english_first=False):
+    def _retrieve_and_pick(self, snap, query, qv, role, lang, timings, limit=None, english_first=False, strict=None):
         languages = [lang] + (["en"] if lang != "en" else [])
         if english_first:
             languages.reverse()
         drugs = self.glossary.drugs_in(query)
+        if english_first and role == HCP:
+            # a clinical text in the question's own language answers first where there is one (the
+            # public texts of that language do not: they say less than the clinical ones)
+            own = self._search_and_pick(snap, query, qv, role, lang, lang, timings, limit, drugs, query, strict)
+            if own and own[0].hit.chunk.audience == HCP:
+                return own, lang
         # a question about a medicine is first looked up in that medicine's passages, in either
         # language; then in what holds for TRK inhibitors as a class, still never in passages about
         # another medicine
@@ -358,18 +386,18 @@ class Engine:
                 if as_class:
                     q = self.glossary.without_drugs(q, self.glossary.class_name[lang])
                     v = self.embed(q)
-                picked = self._search_and_pick(snap, q, v, role, language, lang, timings, limit, drugs, query)
+                picked = self._search_and_pick(snap, q, v, role, language, lang, timings, limit, drugs, query, strict)
                 if picked:
                     return picked, language
         return [], lang
 
     def _search_and_pick(self, snap, q, v, role, language, query_lang, timings, limit, drugs=None,
-                         asked: str | None = None) -> list[Picked]:
+                         asked: str | None = None, strict: float | None = None) -> list[Picked]:
         hits = self.retriever.search(snap, q, v, role, language, timings, query_lang=query_lang)
         t = time.perf_counter()
         picked = self._pick(snap, hits, q, v, limit=limit, drugs=drugs, lang=query_lang)
         # what the passages must answer is the question as asked, medicines named
-        picked = picked if snap.gate.answers(snap, asked or q, query_lang, v, picked) else []
+        picked = picked if snap.gate.answers(snap, asked or q, query_lang, v, picked, at_least=strict) else []
         timings["compose_ms"] = timings.get("compose_ms", 0) + (time.perf_counter() - t) * 1000
         return picked
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
-from pathlib import Path
 
 from chatbot.answer import Engine, Reply
 from chatbot.retrieval import HCP

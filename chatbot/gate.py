@@ -61,10 +61,10 @@ class Gate:
         z = float(((f - np.asarray(self.mean)) / np.asarray(self.scale)) @ np.asarray(self.coef)) + self.intercept
         return 1.0 / (1.0 + math.exp(-z))
 
-    def answers(self, snap: Snapshot, query: str, lang: str, qv, picked) -> bool:
+    def answers(self, snap: Snapshot, query: str, lang: str, qv, picked, at_least: float | None = None) -> bool:
         if not picked:
             return False
-        return self.probability(features(snap, query, lang, qv, picked)) >= self.threshold
+        return self.probability(features(snap, query, lang, qv, picked)) >= max(self.threshold, at_least or 0.0)
 
 
 class Recorder(Gate):
@@ -74,7 +74,7 @@ class Recorder(Gate):
         super().__init__()
         self.seen: list[tuple[np.ndarray, list]] = []
 
-    def answers(self, snap, query, lang, qv, picked) -> bool:
+    def answers(self, snap, query, lang, qv, picked, at_least=None) -> bool:
         if picked:
             self.seen.append((features(snap, query, lang, qv, picked), picked))
         return bool(picked)

@@ -173,14 +173,15 @@ class Store:
     def pointer_info(self) -> dict:
         return dict(self._pointer().metadata or {})
 
-    def set_current(self, gen: str, embedder: str) -> None:
-        """Point readers at ``gen``; ``embedder`` is the identity of the model that made its vectors."""
+    def set_current(self, gen: str, embedder: str, content: str = "") -> None:
+        """Point readers at ``gen``; ``embedder`` is the identity of the model that made its vectors,
+        ``content`` a digest of what it was built from (a run with the same digest has nothing to do)."""
         pointer = self._pointer()
         meta = dict(pointer.metadata or {})
         pointer.modify(metadata={
             "current": gen, "previous": meta.get("current") or "",
             "updated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "embedder": embedder,
-            "vectors": VECTORS,
+            "vectors": VECTORS, "content": content,
         })
 
     def generations(self) -> set[str]:
@@ -373,6 +374,20 @@ def build_index(settings: Settings, embedder, *, rebuild: bool = False, progress
         summary = IndexSummary(previous=current or "")
         identity = getattr(embedder, "identity", None) or settings_identity(settings)
         summary.embedder = identity
+        content = _content_digest(chunks, questions, knowledge, identity)
+        if current and not rebuild and pointer.get("content") == content \
+                and (pointer.get("embedder"), pointer.get("vectors")) == (identity, VECTORS):
+            # built from exactly this: nothing to read or embed (leftovers of a killed run still go)
+            summary.cleaned = sorted(g for g in store.generations() - {current, pointer.get("previous")} if g)
+            for gen in summary.cleaned:
+                store.drop(gen)
+            summary.generation = current
+            summary.unchanged = len({c.doc_id for c in chunks})
+            summary.chunks_total = len(chunks)
+            summary.questions, summary.utterances = len(questions), len(knowledge.utterances)
+            summary.seconds = time.perf_counter() - t0
+            report(len(chunks), len(chunks), "index is up to date")
+            return summary
         old_gen = None
         if current and not rebuild:
             try:
@@ -410,7 +425,7 @@ def build_index(settings: Settings, embedder, *, rebuild: bool = False, progress
             _write_knowledge(settings, store, gen, questions, knowledge, reusable, embedder, report)
             report(0, 1, "training")
             summary.training = _train(settings, store, gen, embedder)
-            store.set_current(gen, identity)
+            store.set_current(gen, identity, content)
         except BaseException:
             store.drop(gen)
             raise
@@ -422,6 +437,12 @@ def build_index(settings: Settings, embedder, *, rebuild: bool = False, progress
         summary.chunks_removed = len(old.keys() - {c.id for c in chunks})
         summary.seconds = time.perf_counter() - t0
         return summary
+
+
+def _content_digest(chunks: list[Chunk], questions, knowledge: Knowledge, identity: str) -> str:
+    return hashlib.sha1(json.dumps([
+        VECTORS, TRAINING, _training_code(), identity, sorted((c.id, sorted(c.metadata().items())) for c in chunks),
+        sorted(r[:3] for r in questions), sorted(u.key for u in knowledge.utterances)]).encode()).hexdigest()
 
 
 def question_rows(chunks: list[Chunk], questions: list[PassageQuestion]) -> list[tuple[str, str, str, str]]:

@@ -71,6 +71,7 @@ def variants(text: str) -> list[str]:
 SUPPORTED = ("en", "nl")
 OTHER_MIN_WORDS = 3  # shorter messages are too short to tell another language reliably
 OTHER_MIN_CONFIDENCE = 0.4
+OTHER_MIN_UNKNOWN = 0.3  # share of its words in none of our texts and labelled messages
 
 
 @functools.cache
@@ -96,16 +97,20 @@ def dutch_probability(text: str) -> float:
     return 0.0
 
 
-def other_language(text: str) -> bool:
-    """Whether a message is clearly written in a language other than English and Dutch."""
-    if len(re.findall(r"\w+", text)) < OTHER_MIN_WORDS:
+def other_language(text: str, known: frozenset[str] | set[str] = frozenset()) -> bool:
+    """Whether a message is clearly written in a language other than English and Dutch: lingua says so,
+    and a good part of its words are in none of our English and Dutch texts and messages (clinical
+    jargon such as "QTc prolongation entrectinib" fools lingua, not the vocabulary)."""
+    tokens = re.findall(r"[^\W\d_]{2,}", text.lower())
+    if len(tokens) < OTHER_MIN_WORDS:
         return False
     values = {c.language.iso_code_639_1.name.lower(): c.value
               for c in _detectors()[0].compute_language_confidence_values(text)}
     if not values:
         return False
     top = max(values, key=values.get)
-    return (top not in SUPPORTED and values[top] >= OTHER_MIN_CONFIDENCE
+    unknown = sum(t not in known for t in tokens) / len(tokens) if known else 1.0
+    return (top not in SUPPORTED and values[top] >= OTHER_MIN_CONFIDENCE and unknown >= OTHER_MIN_UNKNOWN
             and values.get("en", 0.0) + values.get("nl", 0.0) < values[top])
 
 

@@ -27,7 +27,8 @@ def test_language_by_lingua(text, lang):
     ("wat is het verschil tussen NTRK en TRK?", False), ("my son is 4 and has a tumour", False),
 ])
 def test_another_language_is_told_apart_only_when_clear(text, other):
-    assert policy.other_language(text) is other
+    known = frozenset("whats ntrk ok larotrectinib dose wat is het verschil tussen en trk my son has tumour dosis de la".split())
+    assert policy.other_language(text, known) is other
 
 
 def test_hidden_requests_are_decoded():
