@@ -458,7 +458,10 @@ class Engine:
         for p in pool:  # a sentence that says what a chosen one says is left out (same words or meaning)
             if _said(p.text) in said or len(chosen) >= limit:
                 continue
-            if chosen and float((snap.sent_emb[[c.row for c in chosen]] @ snap.sent_emb[p.row]).max()) >= SAME_SENTENCE:
+            # (within one passage the sentences say different things; its sentences' vectors share its
+            # title and section, so they are compared only with other passages' sentences)
+            others = [c.row for c in chosen if c.hit.chunk.id != p.hit.chunk.id]
+            if others and float((snap.sent_emb[others] @ snap.sent_emb[p.row]).max()) >= SAME_SENTENCE:
                 continue
             said.add(_said(p.text))
             chosen.append(p)
