@@ -29,8 +29,8 @@ from chatbot.messages import AE_QUERY, msg
 from chatbot.retrieval import HCP, PUBLIC, Hit, Retriever, Snapshot, tokenize, words
 
 ROLES = (PUBLIC, HCP)
+# policy: the public information shown beside a refusal carries no figures (doses, rates are HCP-only)
 _DIGIT = re.compile(r"\d")
-_ASKING = re.compile(r"\b(ask|questions?|vragen|vraag)\b", re.IGNORECASE)
 # a sentence that opens like this leans on the one before it ("It can include surgery ...")
 _REFERS = re.compile(r"(It|Its|They|Their|These|This|Those|That|Such|Both|Het|Dit|Deze|Die|Dat|Ze|Zij|Hun|Zo'n|Beide)\b"
                      r"|(\S+ ){1,4}then\b")  # "The fused gene then makes ...": the step before it
@@ -418,7 +418,10 @@ class Engine:
             toks = set(tokenize(text, text_lang))
             return sum(weight[w] * len(forms & toks) / len(forms) for w, forms in asked.items()) / total
 
-        wants_questions = bool(_ASKING.search(query))
+        # a question in a checklist is not an answer, unless the passage found first is such a list
+        # ("What should I ask my doctor?")
+        first = snap.sentences_of(hits[0].chunk.id)
+        wants_questions = bool(first) and sum(snap.sentences[r].endswith("?") for r in first) * 2 >= len(first)
         asked_drugs = self.glossary.drugs_in(query) if drugs is None else drugs
         # dense similarity is weaker outside English, so lexical evidence weighs more there
         lex_w, head_w = (0.4, 0.2) if lang == "nl" else (0.15, 0.1)
