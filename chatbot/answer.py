@@ -254,7 +254,8 @@ class Engine:
         if label == UNANSWERABLE:
             # like questions the texts are known not to answer: answered only if a passage clearly does
             label = CLINICAL if pred.proba.get(CLINICAL, 0.0) > pred.proba.get(QUESTION, 0.0) else QUESTION
-            strict = UNANSWERABLE_GATE
+            # (the surer the model is that no text answers it, the surer the gate must be that one does)
+            strict = min(0.99, max(UNANSWERABLE_GATE, pred.proba.get(UNANSWERABLE, 0.0) + 0.05))
         if label == ADVICE:
             return self._advice(snap, query, qv, lang, timings)
         if label == CLINICAL and role != HCP:
@@ -470,6 +471,20 @@ class Engine:
             chosen.append(p)
         # a sentence that leans on the one before it comes with it (same passage, same citation)
         position = {(p.hit.chunk.id, p.order): p for p in cands}
+        # and the best sentence's next one, when that goes on about the same thing ("Larotrectinib is a
+        # TRK inhibitor. It blocks ..."), in place of the weakest sentence from another passage
+        best_p = chosen[0] if chosen else None
+        after = position.get((best_p.hit.chunk.id, best_p.order + 1)) if best_p else None
+        if after is not None and _REFERS.match(after.text) and _said(after.text) not in said:
+            if len(chosen) >= limit:
+                others = [c for c in chosen if c.hit.chunk.id != best_p.hit.chunk.id]
+                if others:
+                    weakest = min(others, key=lambda c: c.score)
+                    chosen.remove(weakest)
+                    said.discard(_said(weakest.text))
+            if len(chosen) < limit:
+                said.add(_said(after.text))
+                chosen.append(after)
         for p in chosen:  # grows while it runs: an added sentence may lean on its own predecessor
             before = position.get((p.hit.chunk.id, p.order - 1))
             if before is not None and _REFERS.match(p.text) and _said(before.text) not in said:

@@ -160,6 +160,8 @@ def eval_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Print every failing case."),
     cv: bool = typer.Option(False, "--cv", help="Reply kinds of the labelled messages on held-out families."),
+    folds: int = typer.Option(5, "--folds", help="With --cv: how many folds."),
+    limit: int | None = typer.Option(None, "--limit", help="With --cv: at most this many messages per fold."),
 ) -> None:
     """Score a gold question file (behaviour, key facts, leaks, latency), or with --cv the labelled
     messages of corpus/utterances on held-out families (grouped 5-fold)."""
@@ -167,7 +169,7 @@ def eval_cmd(
 
     settings = Settings()
     if cv:
-        _eval_cv(settings, as_json, verbose)
+        _eval_cv(settings, as_json, verbose, folds, limit)
         return
     if file is None:
         fail("give a gold file, or --cv")
@@ -192,18 +194,18 @@ def eval_cmd(
         raise typer.Exit(2)
 
 
-def _eval_cv(settings: Settings, as_json: bool, verbose: bool) -> None:
+def _eval_cv(settings: Settings, as_json: bool, verbose: bool, folds: int = 5, limit: int | None = None) -> None:
     from chatbot.evaluation import cross_validate
 
     try:
-        result = cross_validate(_engine(settings))
+        result = cross_validate(_engine(settings), folds, limit)
     except IndexUnavailable as exc:
         fail(str(exc))
     table = result.table()
     if as_json:
         typer.echo(json.dumps(table))
         return
-    typer.echo(f"{table['messages']} replies to {table['families']} held-out families (grouped 5-fold)")
+    typer.echo(f"{table['messages']} replies to {table['families']} held-out families (grouped {folds}-fold)")
     typer.echo(f"{'kind':<15}{'precision':>10}{'recall':>8}{'f1':>8}{'n':>7}")
     for kind, row in table["per_kind"].items():
         typer.echo(f"{kind:<15}{row['precision']:>10}{row['recall']:>8}{row['f1']:>8}{row['n']:>7}")
