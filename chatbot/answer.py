@@ -187,11 +187,10 @@ class Engine:
         if snap.intent is None:
             raise IndexUnavailable("the index has no reply-kind model: run `python -m chatbot index`")
         pred = snap.intent.predict(text, vector)
-        for hidden in set(policy.variants(text)[1:]) - {text}:
-            if hidden != text:  # its characters tell: the vector stays the message's own
-                other = snap.intent.predict(hidden, vector)
-                if other.label == CLINICAL and pred.label != CLINICAL and not pred.adverse_event:
-                    pred = other  # the decoded form asks for HCP content
+        for hidden in sorted(set(policy.variants(text)[1:]) - {text}):
+            other = snap.intent.predict(hidden, vector)  # its characters tell: the vector stays the message's
+            if other.label == CLINICAL and pred.label != CLINICAL and not pred.adverse_event:
+                pred = other  # the decoded form asks for HCP content
         return pred
 
     def _language(self, text: str, pred: Prediction | None, history: list[str]) -> str:

@@ -75,6 +75,14 @@ class IntentModel:
     def proba(self, texts: list[str], vectors: np.ndarray) -> np.ndarray:
         return self.clf.predict_proba(self._features(texts, vectors))
 
+    def combine(self, a: Prediction, b: Prediction) -> Prediction:
+        """The mean of two readings of one message (alone, and with the message before it); a
+        side-effect report flagged by either stays flagged."""
+        proba = {c: (a.proba[c] + b.proba[c]) / 2 for c in self.classes}
+        ae = a.adverse_event or b.adverse_event or proba.get(ADVERSE_EVENT, 0.0) >= self.ae_threshold
+        label = ADVERSE_EVENT if ae else max(proba, key=proba.get)
+        return Prediction(label, proba, ae, a.dutch)
+
     def predict(self, text: str, vector: np.ndarray) -> Prediction:
         x = self._features([text], np.asarray(vector).reshape(1, -1))
         p = self.clf.predict_proba(x)[0]
@@ -100,18 +108,6 @@ def fit_cached(utterances: list[Utterance], vectors: np.ndarray, ae_threshold: f
             _FITTED.clear()  # only the newest generation's model is kept
             _FITTED[key] = fit(utterances, vectors, ae_threshold)
         return _FITTED[key]
-
-
-def _combined(self: IntentModel, a: Prediction, b: Prediction) -> Prediction:
-    """The mean of two readings of one message (alone, and with the message before it); a side-effect
-    report flagged by either stays flagged."""
-    proba = {c: (a.proba[c] + b.proba[c]) / 2 for c in self.classes}
-    ae = a.adverse_event or b.adverse_event or proba.get(ADVERSE_EVENT, 0.0) >= self.ae_threshold
-    label = ADVERSE_EVENT if ae else max(proba, key=proba.get)
-    return Prediction(label, proba, ae, a.dutch)
-
-
-IntentModel.combine = _combined
 
 
 def _ordered(utterances: list[Utterance], vectors: np.ndarray):

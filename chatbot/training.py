@@ -36,11 +36,10 @@ MAX_NEGATIVES = 600
 SAME_QUESTION = 0.8
 
 
-def _engine(settings: Settings, embedder, generation: Generation):
+def _engine(settings: Settings, embedder):
     from chatbot.answer import Engine
 
-    engine = Engine(settings, embedder, store=_NoStore())
-    return engine
+    return Engine(settings, embedder, store=_NoStore())
 
 
 class _NoStore:
@@ -72,7 +71,7 @@ def _first_pick(engine, snap: Snapshot, text: str, vector, lang: str, role: str,
 
 def gate_pairs(settings: Settings, embedder, generation: Generation):
     """(features, right?, group) for every labelled pair (see the module's docstring)."""
-    engine = _engine(settings, embedder, generation)
+    engine = _engine(settings, embedder)
     chunks = {c.id: c for c in generation.chunks}
     X, y, groups = [], [], []
     qs = generation.questions
