@@ -231,9 +231,9 @@ class Engine:
         timings["intent_ms"] = (time.perf_counter() - t) * 1000
         # a greeting or a thank-you in between is not what a follow-up refers to
         history = [h for h in history if snap.intent.predict(h, self.embed(h)).label != SMALL_TALK]
-        if history and pred.label != SMALL_TALK and len(words(q)) <= FOLLOW_UP_WORDS:
+        query, query_vector = self._query(q, qv, history)
+        if query != q and pred.label != SMALL_TALK:
             # a short follow-up is read with what came before it too ("ok and how much should she get?")
-            query, query_vector = self._query(q, qv, history)
             pred = snap.intent.combine(pred, snap.intent.predict(query, query_vector))
         lang = self._language(q, pred, history)
         label = pred.label
@@ -246,7 +246,7 @@ class Engine:
         if label == OUT_OF_SCOPE:
             return Reply(policy.OUT_OF_SCOPE, msg(lang, "out_of_scope"), language=lang, generation=snap.name,
                          nearest=self._nearest(snap, q, qv, role, lang))
-        query, qv = self._query(q, qv, history)
+        qv = query_vector  # from here on the message is searched as read with its context
         if label == OUTLOOK:
             return Reply(policy.NO_ANSWER, msg(lang, "no_answer"), language=lang, generation=snap.name)
         strict = None
