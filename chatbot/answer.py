@@ -145,14 +145,13 @@ class Engine:
         generation's labelled messages, with the cut-off training chose; the same data gives the same
         model in every process) and the answer gate."""
         from chatbot.gate import Gate
-        from chatbot.intent import fit_cached
+        from chatbot.intent import fit_generation
 
         generation = self.store.read(name)
         snap = Snapshot(generation)
         snap.intent = None
         if generation.utterances:
-            snap.intent = fit_cached(generation.utterances, generation.utterance_embeddings,
-                              generation.meta.get("ae_threshold", 0.5))
+            snap.intent = fit_generation(generation, generation.meta.get("ae_threshold", 0.5))
         snap.gate = Gate.from_meta(generation.meta.get("gate"))
         # the words of our English and Dutch texts and messages (to tell another language apart)
         texts = [c.text for c in generation.chunks] + [t for _, _, t in generation.questions] + \
