@@ -136,6 +136,7 @@ html {scroll-padding-bottom: 5rem}
 #send {flex-grow: 0 !important; align-self: flex-end; min-height: 44px; height: auto !important; margin-bottom: 10px}
 #next-questions {flex-wrap: wrap; gap: 6px}
 #next-questions > button {flex: 0 1 auto !important; min-width: 0 !important; white-space: normal; text-align: left}
+#chatbot [role=log] {padding-top: 40px}  /* the first message clear of the chat's toolbar */
 #chatbot a.cite {text-decoration: none; font-weight: 600; padding: 0 1px}
 #chatbot a.cite:focus-visible, #chatbot summary:focus-visible, #chatbot .refs a:focus-visible {
   outline: 2px solid #1d4ed8; outline-offset: 2px}

@@ -255,6 +255,8 @@ def serious_violations(page, where: str) -> list[dict]:
     found = page.evaluate("""async (tags) => (await axe.run(document, {runOnly: {type: 'tag', values: tags}}))
         .violations.map(v => ({id: v.id, impact: v.impact, help: v.help, why: v.nodes[0].failureSummary,
                                nodes: v.nodes.map(n => n.target.join(' ')).slice(0, 5)}))""", WCAG)
+    minor = [f"{v['id']} ({v['impact']})" for v in found if v["impact"] not in ("serious", "critical")]
+    print(f"axe, {where}: {len(found)} violations" + (f"; below serious: {', '.join(minor)}" if minor else ""))
     return [dict(v, where=where) for v in found if v["impact"] in ("serious", "critical")]
 
 
@@ -323,6 +325,8 @@ def test_every_screen_at_phone_and_desktop_width(browser, server, tmp_path, widt
         assert card.locator("mark").count() >= 1 and "Public" in card.locator(".badge").inner_text()
         assert fits(page)
         problems += serious_violations(page, "answer with its sources open")
+        page.locator("#chatbot [data-testid=bot]").last.evaluate(
+            "e => e.scrollIntoView({block: 'start', behavior: 'instant'})")  # the answer, then its card
         shoot(page, tmp_path, f"answer-with-sources-{width}")
         page.keyboard.press("Enter")  # the focused summary collapses its card
         assert not card.evaluate("d => d.open")
