@@ -154,7 +154,8 @@ class Engine:
         snap = Snapshot(generation)
         snap.intent = None
         if generation.utterances:
-            snap.intent = fit_generation(generation, generation.meta.get("ae_threshold", 0.5))
+            snap.intent = fit_generation(generation, generation.meta.get("ae_threshold", 0.5),
+                                         self.settings.model_cache_dir)
         snap.gate = Gate.from_meta(generation.meta.get("gate"))
         # the words of our English and Dutch texts and messages (to tell another language apart)
         texts = [c.text for c in generation.chunks] + [t for _, _, t in generation.questions] + \

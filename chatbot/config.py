@@ -60,5 +60,10 @@ class Settings(BaseSettings):
     port: int = 7860
 
     @property
+    def model_cache_dir(self) -> Path:
+        """Where fitted reply-kind models are kept (beside the other caches)."""
+        return Path(self.embed_cache_dir).parent / "models"
+
+    @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'accounts.sqlite3'}"

@@ -551,6 +551,7 @@ def _cached(settings: Settings, key: list, train: Callable[[], dict]) -> dict:
 def _train(settings: Settings, store: Store, gen: str, embedder) -> dict:
     """Learn from the new generation what serving needs (the side-effect cut-off, the answer gate) and
     keep it with the generation."""
+    from chatbot import intent
     from chatbot.training import train_gate, train_intent
 
     generation = store.read(gen)
@@ -565,6 +566,8 @@ def _train(settings: Settings, store: Store, gen: str, embedder) -> dict:
                                       sorted(generation.questions)],
                            lambda: train_gate(settings, generation, embedder)))
     trained["recipe"] = TRAINING
+    # the serving model itself, so that serving processes load it rather than fit it
+    intent.fit_generation(generation, trained.get("ae_threshold", 0.5), settings.model_cache_dir)
     col = store.collection(store.utterance_collection_name(gen))
     col.modify(metadata={"trained": json.dumps(trained)})
     return trained

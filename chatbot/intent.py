@@ -20,13 +20,18 @@ recall of at least ``AE_RECALL`` (the highest cut-off that still reaches it).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import threading
 import unicodedata
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import joblib
 import numpy as np
+import sklearn
 from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
@@ -145,13 +150,40 @@ _FITTED: dict[str, IntentModel] = {}
 _FIT_LOCK = threading.Lock()
 
 
-def fit_cached(utterances: list[Utterance], vectors: np.ndarray, ae_threshold: float) -> IntentModel:
-    """``fit``, once per process for the same data (engines over the same generation share it)."""
-    key = hashlib.sha1(json.dumps([sorted(u.key for u in utterances), ae_threshold]).encode()).hexdigest()
+def _model_key(utterances: list[Utterance], vectors: np.ndarray, ae_threshold: float) -> str:
+    """What a fitted model is made from: the examples, their vectors, the cut-off, this code and
+    scikit-learn's version."""
+    code = hashlib.sha1(Path(__file__).read_bytes()).hexdigest()
+    utterances, vectors = _ordered(utterances, vectors)  # the same examples read in another order
+    digest = hashlib.sha1(np.ascontiguousarray(vectors, dtype=np.float32).tobytes()).hexdigest()
+    return hashlib.sha1(json.dumps([[u.key for u in utterances], ae_threshold, digest, code,
+                                    sklearn.__version__]).encode()).hexdigest()
+
+
+def fit_cached(utterances: list[Utterance], vectors: np.ndarray, ae_threshold: float,
+               cache_dir: Path | None = None) -> IntentModel:
+    """``fit``, once per process for the same data (engines over the same generation share it) and,
+    with ``cache_dir``, once per machine: `index` fits the serving model and keeps it there, so a
+    new serving process loads it instead of fitting it again. The file is written by this program
+    into its own cache folder (joblib, as scikit-learn documents for model persistence)."""
+    key = _model_key(utterances, vectors, ae_threshold)
     with _FIT_LOCK:
         if key not in _FITTED:
             _FITTED.clear()  # only the newest generation's model is kept
-            _FITTED[key] = fit(utterances, vectors, ae_threshold)
+            path = cache_dir / f"{key}.joblib" if cache_dir else None
+            model = None
+            if path is not None and path.exists():
+                with contextlib.suppress(Exception):  # unreadable or from another version: fit anew
+                    model = joblib.load(path)
+            if not isinstance(model, IntentModel):
+                model = fit(utterances, vectors, ae_threshold)
+                if path is not None:
+                    with contextlib.suppress(OSError):
+                        path.parent.mkdir(parents=True, exist_ok=True)
+                        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+                        joblib.dump(model, tmp)
+                        tmp.replace(path)
+            _FITTED[key] = model
         return _FITTED[key]
 
 
@@ -240,10 +272,10 @@ def choose_ae_threshold(out: HeldOut, min_recall: float = AE_RECALL) -> float:
     return max(MIN_AE_THRESHOLD, min(cut, 0.5))
 
 
-def fit_generation(generation, ae_threshold: float, cached: bool = True) -> IntentModel:
+def fit_generation(generation, ae_threshold: float, cache_dir: Path | None = None) -> IntentModel:
     """The serving model of a generation: its labelled messages and its passage questions."""
     extra, extra_vectors = passage_examples(generation)
     utterances = list(generation.utterances) + extra
     vectors = np.vstack([np.asarray(generation.utterance_embeddings).reshape(-1, extra_vectors.shape[1]),
                          extra_vectors])
-    return (fit_cached if cached else fit)(utterances, vectors, ae_threshold)
+    return fit_cached(utterances, vectors, ae_threshold, cache_dir)
