@@ -152,7 +152,8 @@ class Engine:
         snap.intent = None
         if generation.utterances:
             snap.intent = fit_cached(generation.utterances, generation.utterance_embeddings,
-                              generation.meta.get("ae_threshold", 0.5))
+                                     generation.meta.get("ae_threshold", 0.5),
+                                     Path(self.settings.embed_cache_dir).parent / "intent")
         snap.gate = Gate.from_meta(generation.meta.get("gate"))
         # the words of our English and Dutch texts and messages (to tell another language apart)
         texts = [c.text for c in generation.chunks] + [t for _, _, t in generation.questions] + \
