@@ -254,6 +254,22 @@ def load(
     typer.echo(json.dumps(result, indent=2) if as_json else b.load_table(result))
 
 
+@app.command()
+def serve(
+    host: str | None = typer.Option(None, "--host", help="Address to listen on (default TRK_HOST, 127.0.0.1)."),
+    port: int | None = typer.Option(None, "--port", help="Port of the chat UI and the API (default TRK_PORT, 7860)."),
+    workers: int | None = typer.Option(None, "--workers", min=1,
+                                       help="API worker processes; above 1 they listen on --api-port."),
+    api_port: int | None = typer.Option(None, "--api-port", help="Port of the API workers (default port + 1)."),
+) -> None:
+    """Serve the chat UI and the REST API (/api/v1) under uvicorn, the API over N worker processes."""
+    from chatbot.server import serve as run
+
+    given = {"host": host, "port": port, "workers": workers, "api_port": api_port}
+    settings = Settings().model_copy(update={k: v for k, v in given.items() if v is not None})
+    run(settings, settings.workers)
+
+
 hcp_app = typer.Typer(help="Healthcare-professional accounts: verification and erasure.", no_args_is_help=True)
 maintainer_app = typer.Typer(help="Maintainer accounts.", no_args_is_help=True)
 app.add_typer(hcp_app, name="hcp")

@@ -5,14 +5,12 @@ Every request re-checks the session token server-side; the role never comes from
 
 from __future__ import annotations
 
-import gc
 import html
 import importlib.util
 import os
 import re
 import secrets
 import sys
-import threading
 
 # Gradio's queue rebuilds a pandas table of its last 10,000 events after every event, for its
 # monitoring page (unused here): measured with py-spy, 7% of the server's time under load, and
@@ -22,11 +20,10 @@ os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "1000")
 
 import gradio as gr  # noqa: E402
 
-from chatbot.accounts import PROFESSIONS, AccountError, Accounts, StorageUnavailable
-from chatbot.answer import Engine, Reply, reply_error
-from chatbot.config import Settings
-from chatbot.index import IndexUnavailable, build_index, index_status
-from chatbot.policy import detect_language
+from chatbot.accounts import PROFESSIONS, AccountError
+from chatbot.answer import Reply
+from chatbot.index import build_index, index_status
+from chatbot.service import App
 
 LANGS = {"English": "en", "Nederlands": "nl"}
 T = {
@@ -131,41 +128,6 @@ def render_sources(reply: Reply | None, lang: str) -> str:
         )
     parts.append("</div>")
     return "".join(parts)
-
-
-class App:
-    """The objects behind the UI, shared by all sessions; no per-user state lives here."""
-
-    def __init__(self, settings: Settings, engine: Engine, accounts: Accounts | None):
-        self.settings = settings
-        self.engine = engine
-        self.accounts = accounts
-        self._reindex_lock = threading.Lock()
-
-    def account(self, token):
-        if self.accounts is None or not token:
-            return None
-        try:
-            return self.accounts.session(token)
-        except AccountError:
-            return None
-
-    def role(self, token) -> str:
-        account = self.account(token)
-        return "hcp" if account is not None and account.is_hcp else "public"
-
-    def ask(self, question: str, history: list[str], token) -> Reply:
-        role = self.role(token)  # re-checked on every question
-        try:
-            reply = self.engine.ask(question, history, role)
-        except IndexUnavailable:
-            return reply_error(detect_language(question or ""))
-        if reply.kind in ("no_answer", "out_of_scope") and self.accounts is not None:
-            try:  # kept for the maintainers' review, without who asked; never fails the answer
-                self.accounts.add_unanswered(question, reply.kind, reply.language, reply.nearest)
-            except AccountError:
-                pass
-        return reply
 
 
 def build(app: App, browser_secret: str | None = None) -> gr.Blocks:
@@ -309,6 +271,10 @@ def build(app: App, browser_secret: str | None = None) -> gr.Blocks:
             client = request.client.host if request is not None and request.client else ""
             if app.accounts is None:
                 return "", "Accounts are not available.", T[code(choice)]["status_public"], gr.update(visible=False), ""
+            wait = app.wait_before("sign-in", client, app.settings.sign_ins_per_minute)
+            if wait:
+                return ("", f"Too many sign-in attempts; please try again in {wait} seconds.",
+                        T[code(choice)]["status_public"], gr.update(visible=False), "")
             try:
                 tok, account = app.accounts.sign_in(mail or "", pw or "", client=client)
             except AccountError as exc:
@@ -426,20 +392,6 @@ def build(app: App, browser_secret: str | None = None) -> gr.Blocks:
     return demo
 
 
-def create(settings: Settings | None = None, embedder=None) -> tuple[App, gr.Blocks]:
-    from chatbot.embedding import load_embedder
-
-    settings = settings or Settings()
-    embedder = embedder or load_embedder(settings)
-    engine = Engine(settings, embedder)
-    try:
-        accounts = Accounts(settings.db_url)
-    except StorageUnavailable:
-        accounts = None  # the public chat keeps working without the accounts database
-    app = App(settings, engine, accounts)
-    return app, build(app, settings.browser_secret)
-
-
 def skip_missing_matplotlib() -> None:
     """Gradio imports matplotlib before and after every event, to switch its plotting backend.
     Without matplotlib installed each attempt fails only after searching every sys.path entry, on
@@ -449,16 +401,10 @@ def skip_missing_matplotlib() -> None:
         sys.modules["matplotlib"] = None
 
 
-def main() -> None:
+def mount_ui(root, app: App) -> None:
+    """The chat UI at / of the FastAPI application `root`. Gradio's queue lives in this process, so
+    the UI is served by one process (see `chatbot.server`)."""
     skip_missing_matplotlib()
-    settings = Settings()
-    _, demo = create(settings)
-    # Everything built so far (model session, Gradio blocks, Chroma client) lives as long as the
-    # process: keep it out of the collector's full passes, whose pauses stall every request at
-    # once (measured: 32 clients' p95 600-690 ms without, 450-510 ms with).
-    gc.collect()
-    gc.freeze()
-    demo.queue(default_concurrency_limit=16).launch(
-        server_name=settings.host, server_port=settings.port, share=False, css=CSS,
-        footer_links=["api"], show_error=False,
-    )
+    demo = build(app, app.settings.browser_secret)
+    demo.queue(default_concurrency_limit=16)
+    gr.mount_gradio_app(root, demo, path="/", css=CSS, footer_links=["api"], show_error=False)
