@@ -244,12 +244,14 @@ def load(
     clients: str = typer.Option("1,8,32", "--clients", help="Concurrency levels."),
     requests: int = typer.Option(500, "--requests", help="Answers per level at most."),
     seconds: float = typer.Option(60.0, "--seconds", help="Seconds per level at most."),
+    workers: int = typer.Option(2, "--workers", min=1, help="API worker processes to start."),
 ) -> None:
-    """Start the app and drive its `ask` endpoint with concurrent clients (loopback only)."""
+    """Start `serve --workers N` and drive the REST API and the Gradio `ask` endpoint in turn with
+    concurrent clients at each level (loopback only); prints both and their throughput ratio."""
     from chatbot import bench as b
 
     settings = Settings()
-    result = b.load_test(settings, tuple(int(x) for x in clients.split(",")), requests, seconds,
+    result = b.load_test(settings, tuple(int(x) for x in clients.split(",")), requests, seconds, workers,
                          log=lambda m: typer.echo(m, err=True))
     typer.echo(json.dumps(result, indent=2) if as_json else b.load_table(result))
 
