@@ -67,7 +67,7 @@ def prepare_accounts(settings: Settings) -> None:
 
 def serve(settings: Settings, workers: int = 1) -> None:
     """Serve until stopped (Ctrl-C or SIGTERM stops every process started here)."""
-    common = dict(host=settings.host, access_log=False, timeout_graceful_shutdown=5)
+    common = dict(host=settings.host, access_log=False, timeout_graceful_shutdown=2)
     if workers <= 1:
         uvicorn.run(ui_app(), port=settings.port, **common)
         return
