@@ -328,6 +328,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def stop_process(proc: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM, and SIGKILL if it has not exited after `timeout` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def wait_for_http(url: str, proc: subprocess.Popen, timeout: float, name: str) -> None:
     """Return once `url` answers; raise if `proc` exits first or `timeout` seconds pass."""
     import urllib.request
@@ -415,12 +425,7 @@ class ServeProcess:
 
     def stop(self) -> None:
         """SIGTERM to `serve`, which stops its workers and its UI process."""
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc, 40)
         if self.log is not subprocess.DEVNULL:
             self.log.close()
 
