@@ -618,26 +618,30 @@ class Accounts:
         seconds until the window ends."""
         now = self.clock()
         start = window_start(now, window)
-        try:
-            with self.CounterSession.begin() as s:
-                if s.bind.dialect.name == "postgresql":
-                    s.execute(text("SET LOCAL synchronous_commit TO OFF"))
-                count = s.execute(self._increment(key[:96], start)).scalar_one()
-                if count == 1:  # the first request of a new window: windows that are over go
-                    s.execute(delete(RateCounter).where(RateCounter.window_start < start))
-        except OperationalError as exc:
-            raise StorageUnavailable("accounts database unavailable") from exc
+        count = self.add_requests(key, start, 1)
         return 0.0 if count <= limit else (start + window - now).total_seconds()
 
-    def _increment(self, key: str, start: dt.datetime):
-        """INSERT ... ON CONFLICT DO UPDATE count = count + 1 RETURNING count: one atomic statement."""
+    def add_requests(self, key: str, start: dt.datetime, n: int) -> int:
+        """Add `n` requests of `key` to the window that begins at `start`; returns the window's count,
+        every process's requests included. One atomic statement: INSERT ... ON CONFLICT DO UPDATE
+        count = count + n RETURNING count."""
         if self.engine.dialect.name == "postgresql":
             from sqlalchemy.dialects.postgresql import insert
         else:
             from sqlalchemy.dialects.sqlite import insert
-        stmt = insert(RateCounter).values(key=key, window_start=start, count=1)
-        return stmt.on_conflict_do_update(index_elements=[RateCounter.key, RateCounter.window_start],
-                                          set_={"count": RateCounter.count + 1}).returning(RateCounter.count)
+        stmt = insert(RateCounter).values(key=key[:96], window_start=start, count=n)
+        stmt = stmt.on_conflict_do_update(index_elements=[RateCounter.key, RateCounter.window_start],
+                                          set_={"count": RateCounter.count + n}).returning(RateCounter.count)
+        try:
+            with self.CounterSession.begin() as s:
+                if s.bind.dialect.name == "postgresql":
+                    s.execute(text("SET LOCAL synchronous_commit TO OFF"))
+                count = s.execute(stmt).scalar_one()
+                if count == n:  # the first requests of a new window: windows that are over go
+                    s.execute(delete(RateCounter).where(RateCounter.window_start < start))
+        except OperationalError as exc:
+            raise StorageUnavailable("accounts database unavailable") from exc
+        return count
 
     # feedback (anonymous) ---------------------------------------------------------------------
     def add_feedback(self, question: str, kind: str, liked: bool) -> None:

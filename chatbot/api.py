@@ -104,12 +104,10 @@ def service_of(request: Request) -> App:
     return request.app.state.service
 
 
-def check_rate(request: Request, action: str, per_minute: int) -> None:
-    client = client_address(request)
-    wait = service_of(request).wait_before(action, client, per_minute)
+def refuse_if_waiting(wait: int, what: str, client: str) -> None:
     if wait:
-        raise ApiError(429, "rate_limited", f"more than {per_minute} {action} requests a minute from {client}; "
-                                            f"try again in {wait} s", {"Retry-After": str(wait)})
+        raise ApiError(429, "rate_limited", f"too many {what} a minute from {client}; try again in {wait} s",
+                       {"Retry-After": str(wait)})
 
 
 def check_question(body: AskRequest, max_chars: int) -> None:
@@ -126,7 +124,8 @@ def ask(body: AskRequest, request: Request, token: str = Depends(bearer_token)):
     """Answer a question: the public role without a valid bearer token, the HCP role with a verified
     HCP's token. The reply is the JSON of `python -m chatbot ask --json`."""
     service = service_of(request)
-    check_rate(request, "ask", service.settings.api_asks_per_minute)
+    client = client_address(request)
+    refuse_if_waiting(service.wait_to_ask(client), f"questions (limit {service.settings.api_asks_per_minute})", client)
     check_question(body, service.settings.max_question_chars)
     reply = service.ask(body.question, body.history, token)
     if reply.kind == "unavailable":
@@ -137,11 +136,13 @@ def ask(body: AskRequest, request: Request, token: str = Depends(bearer_token)):
 def sign_in(body: SignIn, request: Request) -> SessionToken:
     """Sign in with an account's email and password; the token goes in `Authorization: Bearer`."""
     service = service_of(request)
-    check_rate(request, "sign-in", service.settings.sign_ins_per_minute)
+    client = client_address(request)
+    refuse_if_waiting(service.wait_to_sign_in(client), f"sign-in attempts (limit {service.settings.sign_ins_per_minute})",
+                      client)
     if service.accounts is None:
         raise ApiError(503, "accounts_unavailable", "Sign-in is unavailable right now; please try again later.")
     try:
-        token, account = service.accounts.sign_in(body.email, body.password, client=client_address(request))
+        token, account = service.accounts.sign_in(body.email, body.password, client=client)
     except StorageUnavailable as exc:
         raise ApiError(503, "accounts_unavailable", str(exc)) from None
     except AccountError as exc:

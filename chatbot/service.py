@@ -7,7 +7,6 @@ without it.
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 import threading
 
@@ -16,6 +15,7 @@ from chatbot.answer import Engine, Reply, reply_error
 from chatbot.config import Settings
 from chatbot.index import IndexUnavailable
 from chatbot.policy import detect_language
+from chatbot.ratelimit import WINDOW, RequestCounter
 
 
 class App:
@@ -26,6 +26,7 @@ class App:
         self.engine = engine
         self.accounts = accounts
         self._reindex_lock = threading.Lock()
+        self._asks = RequestCounter(accounts) if accounts is not None else None
 
     def account(self, token):
         if self.accounts is None or not token:
@@ -39,17 +40,26 @@ class App:
         account = self.account(token)
         return "hcp" if account is not None and account.is_hcp else "public"
 
-    def wait_before(self, action: str, client: str, per_minute: int) -> int:
-        """Counts one `action` of `client` (its address) in the accounts database, which every process
-        and replica shares; the seconds it must wait when over `per_minute`, else 0. Without the
-        database nothing is counted: the public chat keeps answering."""
-        if per_minute <= 0 or self.accounts is None:
+    def wait_to_ask(self, client: str) -> int:
+        """Seconds `client` (an address) must wait before asking again, 0 if it may ask now. Counted
+        by every process together (chatbot.ratelimit); without the accounts database, nobody waits."""
+        limit = self.settings.api_asks_per_minute
+        if limit <= 0 or self._asks is None:
             return 0
         try:
-            wait = self.accounts.count_request(f"{action}:{client}", per_minute, dt.timedelta(minutes=1))
+            return math.ceil(self._asks.wait_before(f"ask:{client}", limit))
         except AccountError:
             return 0
-        return math.ceil(wait)
+
+    def wait_to_sign_in(self, client: str) -> int:
+        """The same for sign-in attempts, each counted in the database at once (they are rare)."""
+        limit = self.settings.sign_ins_per_minute
+        if limit <= 0 or self.accounts is None:
+            return 0
+        try:
+            return math.ceil(self.accounts.count_request(f"sign-in:{client}", limit, WINDOW))
+        except AccountError:
+            return 0
 
     def ask(self, question: str, history: list[str], token) -> Reply:
         role = self.role(token)  # re-checked on every question

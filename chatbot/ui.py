@@ -188,8 +188,15 @@ def build(app: App, browser_secret: str | None = None) -> gr.Blocks:
         def code(choice) -> str:
             return LANGS.get(choice, "en")
 
+        def check_rate(request: gr.Request) -> None:
+            """The REST API's per-client limit on questions holds here too (the same counter)."""
+            wait = app.wait_to_ask(client_address(request))
+            if wait:
+                raise gr.Error(f"Too many questions from your connection; please try again in {wait} seconds.")
+
         # chat ------------------------------------------------------------------------------------
-        def respond(question, chat, asked, meta_map, tok, choice):
+        def respond(question, chat, asked, meta_map, tok, choice, request: gr.Request):
+            check_rate(request)
             lang_code = code(choice)
             question = question if isinstance(question, str) else ""
             reply = app.ask(question, list(asked), tok)
@@ -268,10 +275,10 @@ def build(app: App, browser_secret: str | None = None) -> gr.Blocks:
         demo.load(refresh, inputs=[token, lang], outputs=[status, maint_tab])
 
         def do_signin(mail, pw, choice, request: gr.Request):
-            client = request.client.host if request is not None and request.client else ""
+            client = client_address(request)
             if app.accounts is None:
                 return "", "Accounts are not available.", T[code(choice)]["status_public"], gr.update(visible=False), ""
-            wait = app.wait_before("sign-in", client, app.settings.sign_ins_per_minute)
+            wait = app.wait_to_sign_in(client)
             if wait:
                 return ("", f"Too many sign-in attempts; please try again in {wait} seconds.",
                         T[code(choice)]["status_public"], gr.update(visible=False), "")
@@ -383,8 +390,9 @@ def build(app: App, browser_secret: str | None = None) -> gr.Blocks:
                      outputs=decide_msg)
 
         # API: the same JSON as `python -m chatbot ask --json` -------------------------------------
-        def ask(question: str, history: list[str], session_token: str) -> dict:
+        def ask(question: str, history: list[str], session_token: str, request: gr.Request) -> dict:
             """Answer a question; without a valid session token the caller is public."""
+            check_rate(request)
             hist = [h for h in (history or []) if isinstance(h, str)]
             return app.ask(question if isinstance(question, str) else "", hist, session_token).to_json()
 
@@ -399,6 +407,10 @@ def skip_missing_matplotlib() -> None:
     those imports fail at once."""
     if "matplotlib" not in sys.modules and importlib.util.find_spec("matplotlib") is None:
         sys.modules["matplotlib"] = None
+
+
+def client_address(request: gr.Request | None) -> str:
+    return request.client.host if request is not None and request.client else ""
 
 
 def mount_ui(root, app: App) -> None:

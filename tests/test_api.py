@@ -215,17 +215,29 @@ def test_a_sign_in_through_one_worker_is_honoured_by_the_other_and_by_the_ui(ser
         conn.close()
 
 
-def test_the_rate_limit_holds_across_workers(served):
-    """4 questions a minute per client: two on each worker, and the fifth is refused by either."""
+def test_the_rate_limit_holds_across_workers_and_the_ui(served):
+    """4 questions a minute per client: two on each worker, and the fifth is refused by either, and by
+    the chat UI's process."""
+    from gradio_client import Client
+
     def five_questions(attempt: int) -> list[httpx.Response]:
-        a, b = worker_connections(served.api_url, f"203.0.113.{attempt + 1}")
+        address = f"203.0.113.{attempt + 1}"
+        a, b = worker_connections(served.api_url, address)
         replies = [conn.post("api/v1/ask", json={"question": "What is TRK fusion cancer?"}) for conn in (a, b, a, b, a)]
         for conn in (a, b):
             conn.close()
+        ui = Client(served.ui_url, verbose=False, headers={"X-Forwarded-For": address})
+        try:
+            ui.predict("What is TRK fusion cancer?", [], "", api_name="/ask")
+            replies.append(None)
+        except Exception as exc:  # gradio_client raises the app's gr.Error
+            replies.append(str(exc))
+        ui.close()
         return replies
 
     replies = in_one_minute(five_questions)
-    assert [r.status_code for r in replies] == [200, 200, 200, 200, 429]
-    refused = replies[-1]
+    assert [r.status_code for r in replies[:5]] == [200, 200, 200, 200, 429]
+    refused = replies[4]
     assert refused.json()["error"] == "rate_limited" and "203.0.113." in refused.json()["detail"]
     assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert replies[5] is not None and "Too many questions" in replies[5]
