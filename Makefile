@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test install index lint bench load system-deps clean
+.PHONY: run test install index lint bench load system-deps axe clean
 
 install: $(STAMP)
 
@@ -24,18 +24,29 @@ WORKERS ?= 2
 run: install index
 	$(PY) -m chatbot serve --workers $(WORKERS)
 
-# Browser tests drive Debian's chromium and the scale-out tests start a PostgreSQL server;
-# install whichever is missing from Debian's packages (root on these machines and in CI).
+# Browser tests drive Debian's chromium and check the pages with axe-core (an npm package, so node
+# and npm), and the scale-out tests start a PostgreSQL server; install whichever is missing from
+# Debian's packages (root on these machines and in CI).
 system-deps:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing from Debian:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-test: install system-deps
+# axe-core, pinned by tests/axe/package-lock.json, into tests/axe/node_modules (git-ignored)
+AXE := tests/axe/node_modules/axe-core/axe.min.js
+$(AXE): tests/axe/package.json tests/axe/package-lock.json
+	npm ci --prefix tests/axe --no-audit --no-fund --loglevel=error
+	touch $(AXE)
+
+axe: system-deps $(AXE)
+
+test: install system-deps axe
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing on purpose" >&2; exit 1; fi; \
 	exit $$rc
@@ -50,4 +61,4 @@ load: install index
 	$(PY) -m chatbot load
 
 clean:
-	rm -rf $(VENV) index data
+	rm -rf $(VENV) index data tests/axe/node_modules

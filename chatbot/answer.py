@@ -27,6 +27,7 @@ from chatbot.knowledge import (
 )
 from chatbot.messages import AE_QUERY, msg
 from chatbot.retrieval import HCP, PUBLIC, Hit, Retriever, Snapshot, tokenize, words
+from chatbot.suggest import suggest
 
 ROLES = (PUBLIC, HCP)
 # policy: the public information shown beside a refusal carries no figures (doses, rates are HCP-only)
@@ -66,6 +67,7 @@ class Reply:
     timings: dict = field(default_factory=dict)
     generation: str = ""
     nearest: str = ""  # for "I don't know" and "out of scope": the closest passage (for maintainers' review)
+    suggestions: list[str] = field(default_factory=list)  # questions to ask next (chatbot.suggest)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -80,6 +82,7 @@ class Reply:
                  "sentences": c.sentences, "chunk_id": c.chunk_id}
                 for c in self.citations
             ],
+            "suggestions": self.suggestions,
             "ms": round(self.ms, 2),
             "generation": self.generation,
         }
@@ -145,15 +148,14 @@ class Engine:
         generation's labelled messages, with the cut-off training chose; the same data gives the same
         model in every process) and the answer gate."""
         from chatbot.gate import Gate
-        from chatbot.intent import fit_cached
+        from chatbot.intent import fit_generation
 
         generation = self.store.read(name)
         snap = Snapshot(generation)
         snap.intent = None
         if generation.utterances:
-            snap.intent = fit_cached(generation.utterances, generation.utterance_embeddings,
-                                     generation.meta.get("ae_threshold", 0.5),
-                                     Path(self.settings.embed_cache_dir).parent / "intent")
+            snap.intent = fit_generation(generation, generation.meta.get("ae_threshold", 0.5),
+                                         self.settings.model_cache_dir)
         snap.gate = Gate.from_meta(generation.meta.get("gate"))
         # the words of our English and Dutch texts and messages (to tell another language apart)
         texts = [c.text for c in generation.chunks] + [t for _, _, t in generation.questions] + \
@@ -177,11 +179,23 @@ class Engine:
         t0 = time.perf_counter()
         role = HCP if role == HCP else PUBLIC
         timings: dict = {}
-        reply = self._ask(question, [h for h in history or [] if isinstance(h, str)], role, timings)
+        history = [h for h in history or [] if isinstance(h, str)]
+        reply = self._ask(question, history, role, timings)
+        if reply.citations:
+            reply.suggestions = self._suggest(reply, question, history, role)
         reply.ms = (time.perf_counter() - t0) * 1000
         timings["total_ms"] = reply.ms
         reply.timings = {k: round(v, 3) for k, v in timings.items()}
         return reply
+
+    def _suggest(self, reply: Reply, question: str, history: list[str], role: str) -> list[str]:
+        """Questions to ask next, from the passage questions near the passage the reply used."""
+        snap = self._snapshot
+        if snap is None or snap.name != reply.generation:
+            return []  # a new generation came in meanwhile: its passages may differ
+        asked = [policy.clean(question)] + [policy.clean(h) for h in history]
+        return suggest(snap, [c.chunk_id for c in reply.citations], reply.language, role, asked,
+                       [self.embed(asked[0])] if asked[0] else [])
 
     def understand(self, snap: Snapshot, text: str, vector) -> Prediction:
         """What the message asks for; a request hidden in leetspeak or base64 is read as decoded too."""

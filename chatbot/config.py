@@ -64,5 +64,10 @@ class Settings(BaseSettings):
     sign_ins_per_minute: int = Field(default=10, description="sign-in attempts one client may make a minute; 0 = no limit")
 
     @property
+    def model_cache_dir(self) -> Path:
+        """Where fitted reply-kind models are kept (beside the other caches)."""
+        return Path(self.embed_cache_dir).parent / "models"
+
+    @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'accounts.sqlite3'}"

@@ -164,6 +164,7 @@ def cross_validate(engine: Engine, folds: int = 5, limit: int | None = None) -> 
     gen = snap.generation
     utts, vecs = intent._ordered(gen.utterances, gen.utterance_embeddings)
     threshold = gen.meta.get("ae_threshold", 0.5)
+    extra, extra_vectors = intent.passage_examples(gen)  # part of the texts: in every fold's training
     X, y, groups = training.gate_pairs(engine.settings, engine.embedder, gen)
     out = CrossValidation()
     served = snap.intent, snap.gate
@@ -172,7 +173,8 @@ def cross_validate(engine: Engine, folds: int = 5, limit: int | None = None) -> 
             held = {utts[i].family for i in test}
             keep = np.asarray([g not in held for g in groups], dtype=bool)
             snap.gate = Gate.from_meta(training.fit_gate(X[keep], y[keep], groups[keep]))
-            snap.intent = intent.fit([utts[i] for i in train], vecs[train], threshold)
+            snap.intent = intent.fit([utts[i] for i in train] + extra, np.vstack([vecs[train], extra_vectors]),
+                                     threshold)
             for i in test[:limit]:  # a quick look: the first `limit` of each fold (the data's key order)
                 u = utts[i]
                 roles = ["public", "hcp"] if u.label == "clinical" else ["public"]

@@ -35,7 +35,7 @@ PAGE = 2000
 # everything, like a change of model): sentences with title and section, chunks as their mean
 VECTORS = "sentences-titled/chunk-mean"
 # how the reply-kind model and the answer gate are trained (a change retrains on the next run)
-TRAINING = "intent-lr-char+minilm/gate-lr/v1"
+TRAINING = "intent-lr-char+minilm+nearest+passages/gate-lr/v2"
 
 
 class IndexUnavailable(Exception):
@@ -551,6 +551,7 @@ def _cached(settings: Settings, key: list, train: Callable[[], dict]) -> dict:
 def _train(settings: Settings, store: Store, gen: str, embedder) -> dict:
     """Learn from the new generation what serving needs (the side-effect cut-off, the answer gate) and
     keep it with the generation."""
+    from chatbot import intent
     from chatbot.training import train_gate, train_intent
 
     generation = store.read(gen)
@@ -559,11 +560,14 @@ def _train(settings: Settings, store: Store, gen: str, embedder) -> dict:
     # unchanged corpus, as tests and new replicas build, does not train again
     ident = getattr(embedder, "identity", "")
     messages = sorted(u.key for u in generation.utterances)
-    trained = _cached(settings, [TRAINING, ident, messages], lambda: train_intent(generation))
+    trained = _cached(settings, [TRAINING, ident, messages, sorted(generation.questions)],
+                      lambda: train_intent(generation))  # the passage questions are examples too
     trained.update(_cached(settings, [TRAINING, VECTORS, ident, messages, sorted(c.id for c in generation.chunks),
                                       sorted(generation.questions)],
                            lambda: train_gate(settings, generation, embedder)))
     trained["recipe"] = TRAINING
+    # the serving model itself, so that serving processes load it rather than fit it
+    intent.fit_generation(generation, trained.get("ae_threshold", 0.5), settings.model_cache_dir)
     col = store.collection(store.utterance_collection_name(gen))
     col.modify(metadata={"trained": json.dumps(trained)})
     return trained

@@ -147,7 +147,8 @@ def fit_gate(X: np.ndarray, y: np.ndarray, groups: np.ndarray) -> dict:
 def train_intent(generation: Generation) -> dict:
     out: dict = {}
     if generation.utterances:
-        held = intent.held_out(generation.utterances, generation.utterance_embeddings)
+        held = intent.held_out(generation.utterances, generation.utterance_embeddings,
+                               passages=intent.passage_examples(generation))
         out["ae_threshold"] = intent.choose_ae_threshold(held)
         labels = held.labels()
         pred = held.predicted(out["ae_threshold"])

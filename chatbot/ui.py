@@ -1,5 +1,8 @@
 """The Gradio app: public chat with cited answers, HCP sign-in and registration, maintainer tab, API.
 
+One builder per screen: ``chat_screen``, ``hcp_screen``, ``maintainer_screen``; ``build`` puts them
+under a shared header.
+
 Every request re-checks the session token server-side; the role never comes from the browser.
 """
 
@@ -11,6 +14,8 @@ import os
 import re
 import secrets
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 # Gradio's queue rebuilds a pandas table of its last 10,000 events after every event, for its
 # monitoring page (unused here): measured with py-spy, 7% of the server's time under load, and
@@ -28,16 +33,17 @@ from chatbot.service import App
 LANGS = {"English": "en", "Nederlands": "nl"}
 T = {
     "en": {
-        "title": "# TRK Assistant\nQuestions and answers about TRK fusion cancer, from approved texts.",
-        "disclaimer": ("**General information, not medical advice.** In an emergency call **112** (in the "
-                       "EU; elsewhere your local emergency number) or your doctor. Report side effects to "
-                       "your doctor or pharmacist."),
+        "title": "TRK Assistant",
+        "intro": ("**Questions and answers about TRK fusion cancer**, composed from approved texts. Every "
+                  "sentence shows its source: select a number such as [1] to read it."),
+        "disclaimer": ("**General information, not medical advice.** Emergency: call **112** (EU) or your "
+                       "doctor. Report side effects to your doctor or pharmacist."),
+        "lang_label": "Language / Taal", "chat_label": "Conversation",
         "chat_tab": "Chat", "hcp_tab": "Healthcare professionals", "maint_tab": "Maintainer",
         "question": "Your question", "placeholder": "Ask about TRK fusion cancer…", "send": "Send",
-        "examples": "Example questions", "sources": "Sources",
-        "status_public": "Status: **Public**",
-        "status_hcp": "Status: **Verified healthcare professional** ({email})",
-        "status_maint": "Status: **Maintainer** ({email})",
+        "examples": "Example questions", "suggested": "You could also ask",
+        "sources": "Sources", "source": "Source", "references": "References",
+        "status": "Status", "public": "Public", "hcp": "Verified healthcare professional", "maint": "Maintainer",
         "signin_head": "### Sign in", "email": "Email", "password": "Password", "signin": "Sign in",
         "signout": "Sign out", "register_head": "### Register as a healthcare professional",
         "name": "Full name", "profession": "Profession", "country": "Country (two letters, e.g. NL)",
@@ -48,7 +54,8 @@ T = {
         "reindex": "Re-index corpus", "approve": "Approve", "reject": "Reject", "reason": "Reason for rejection",
         "pending_head": "### Pending HCP registrations", "feedback_head": "### Feedback",
         "review_head": "### Questions to review (last 30 days: \"I don't know\", out of scope, thumbs-down)",
-        "index_head": "### Index status", "not_allowed": "Only signed-in maintainers can do this.",
+        "decide_email": "Email of the registration", "index_head": "### Index status",
+        "not_allowed": "Only signed-in maintainers can do this.",
         "kinds": {"answer": "", "small_talk": "", "hcp_only": "🔒 **For healthcare professionals only**",
                   "adverse_event": "⚠️ **Reporting a side effect**", "advice": "🩺 **Please talk to your doctor**",
                   "out_of_scope": "ℹ️ **Outside what I can help with**", "no_answer": "❔ **I don't know**",
@@ -58,16 +65,17 @@ T = {
                        "Can children get TRK fusion cancer?", "How do I report a side effect?"],
     },
     "nl": {
-        "title": "# TRK Assistent\nVragen en antwoorden over TRK-fusiekanker, uit goedgekeurde teksten.",
-        "disclaimer": ("**Algemene informatie, geen medisch advies.** Bel bij spoed **112** (in de EU; "
-                       "elders het plaatselijke alarmnummer) of uw arts. "
+        "title": "TRK Assistent",
+        "intro": ("**Vragen en antwoorden over TRK-fusiekanker**, samengesteld uit goedgekeurde teksten. Bij "
+                  "elke zin staat de bron: kies een nummer zoals [1] om die te lezen."),
+        "disclaimer": ("**Algemene informatie, geen medisch advies.** Spoed: bel **112** (EU) of uw arts. "
                        "Meld bijwerkingen aan uw arts of apotheker."),
+        "lang_label": "Language / Taal", "chat_label": "Gesprek",
         "chat_tab": "Chat", "hcp_tab": "Zorgprofessionals", "maint_tab": "Beheer",
         "question": "Uw vraag", "placeholder": "Stel een vraag over TRK-fusiekanker…", "send": "Versturen",
-        "examples": "Voorbeeldvragen", "sources": "Bronnen",
-        "status_public": "Status: **Publiek**",
-        "status_hcp": "Status: **Geverifieerde zorgprofessional** ({email})",
-        "status_maint": "Status: **Beheerder** ({email})",
+        "examples": "Voorbeeldvragen", "suggested": "U kunt ook vragen",
+        "sources": "Bronnen", "source": "Bron", "references": "Referenties",
+        "status": "Status", "public": "Publiek", "hcp": "Geverifieerde zorgprofessional", "maint": "Beheerder",
         "signin_head": "### Inloggen", "email": "E-mail", "password": "Wachtwoord", "signin": "Inloggen",
         "signout": "Uitloggen", "register_head": "### Registreren als zorgprofessional",
         "name": "Volledige naam", "profession": "Beroep", "country": "Land (twee letters, bijv. NL)",
@@ -79,7 +87,7 @@ T = {
         "reason": "Reden van afwijzing", "pending_head": "### Registraties in afwachting",
         "feedback_head": "### Feedback", "index_head": "### Indexstatus",
         "review_head": "### Vragen om na te kijken (laatste 30 dagen: \"weet ik niet\", buiten het onderwerp, duim omlaag)",
-        "not_allowed": "Alleen ingelogde beheerders kunnen dit doen.",
+        "decide_email": "E-mail van de registratie", "not_allowed": "Alleen ingelogde beheerders kunnen dit doen.",
         "kinds": {"answer": "", "small_talk": "", "hcp_only": "🔒 **Alleen voor zorgprofessionals**",
                   "adverse_event": "⚠️ **Een bijwerking melden**", "advice": "🩺 **Bespreek dit met uw arts**",
                   "out_of_scope": "ℹ️ **Hier kan ik niet mee helpen**", "no_answer": "❔ **Dat weet ik niet**",
@@ -89,13 +97,99 @@ T = {
                        "Is TRK-fusiekanker erfelijk?", "Hoe meld ik een bijwerking?"],
     },
 }
+# Colours chosen for contrast (WCAG 2.2 AA, 4.5:1 for text): Gradio's default orange accent gives
+# 2.8:1 on white, so buttons, selected tabs and links use blue-700/800.
+THEME = gr.themes.Default(primary_hue="blue").set(
+    color_accent="*primary_700", color_accent_soft="*primary_50",
+    button_primary_background_fill="*primary_700", button_primary_background_fill_hover="*primary_800",
+    button_primary_text_color="white", link_text_color="*primary_700",
+)
 CSS = """
-.badge {border-radius: 4px; padding: 0 6px; font-size: 0.8em; margin-left: 6px}
+.sr-only {position: absolute !important; width: 1px; height: 1px; padding: 0; margin: -1px; overflow: hidden;
+  clip: rect(0, 0, 0, 0); white-space: nowrap; border: 0}
+#header {align-items: center; flex-wrap: wrap; gap: 4px 16px}
+#header > * {flex: 0 1 auto !important; min-width: 0 !important; width: auto !important}
+#header > #title {flex: 1 1 auto !important}
+#title h1 {font-size: 1.35rem; margin: 0}
+#status p {margin: 0}
+.status-badge {display: inline-block; border-radius: 999px; padding: 1px 10px; font-size: 0.9em;
+  background: #e8eefc; color: #1e3a8a; overflow-wrap: anywhere}
+#lang, #lang fieldset, #lang [data-testid="block-info"] {padding: 0 !important; border: 0 !important;
+  background: none !important; box-shadow: none !important}
+#lang .wrap {gap: 4px}
+#lang label {padding: 2px 8px !important; font-size: 0.85rem}
+#lang [data-testid="block-info"] {font-size: 0.8rem; margin-bottom: 2px; color: #374151; background: none}
+#live {position: absolute !important; width: 1px; height: 1px; overflow: hidden; clip: rect(0, 0, 0, 0);
+  padding: 0 !important; border: 0 !important; margin: 0 !important}
+#disclaimer {position: fixed !important; left: 0; right: 0; bottom: 0; z-index: 20; margin: 0 !important;
+  background: var(--body-background-fill); border-top: 1px solid var(--border-color-primary);
+  padding: 4px 12px !important; font-size: 0.85rem; box-shadow: 0 -2px 6px rgba(0, 0, 0, 0.06)}
+/* room under the page for the disclaimer, and focus never hidden behind it (WCAG 2.4.11) */
+.gradio-container {padding-bottom: 5rem !important}
+html {scroll-padding-bottom: 5rem}
+#disclaimer p {margin: 0}
+#next-head p {margin: 0}
+#ask-row {align-items: flex-end}
+#send {flex-grow: 0 !important; align-self: flex-end; min-height: 44px; height: auto !important; margin-bottom: 10px}
+#next-questions {flex-wrap: wrap; gap: 6px}
+#next-questions > button {flex: 0 1 auto !important; min-width: 0 !important; white-space: normal; text-align: left}
+#chatbot [role=log] {padding-top: 40px}  /* the first message clear of the chat's toolbar */
+#chatbot a.cite {text-decoration: none; font-weight: 600; padding: 0 1px}
+#chatbot a.cite:focus-visible, #chatbot summary:focus-visible, #chatbot .refs a:focus-visible {
+  outline: 2px solid #1d4ed8; outline-offset: 2px}
+#chatbot .cards {margin-top: 8px}
+#chatbot .cards-head {margin: 4px 0; font-size: 0.9em}
+#chatbot details.citation {border: 1px solid var(--border-color-primary); border-radius: 6px; padding: 4px 8px;
+  margin: 4px 0}
+#chatbot details.citation[open] {background: var(--background-fill-secondary)}
+#chatbot details.citation summary {cursor: pointer}
+#chatbot .passage {margin: 6px 0; padding-left: 8px; border-left: 3px solid #94a3b8; overflow-wrap: anywhere}
+#chatbot mark {background: #fef08a; color: #111827}
+#chatbot .refs {margin: 2px 0 4px 16px; padding: 0; font-size: 0.9em; overflow-wrap: anywhere}
+.badge {display: inline-block; border-radius: 4px; padding: 0 6px; font-size: 0.8em; margin-left: 4px}
 .badge-public {background: #e0f2e9; color: #14532d}
 .badge-hcp {background: #fde2e2; color: #7f1d1d}
-.sources details {margin: 4px 0}
-.sources blockquote {white-space: pre-wrap; margin: 4px 0 4px 8px}
+footer a, footer button, .show-api {color: #374151 !important}
+@media (max-width: 480px) {
+  .tab-container button {padding-left: 6px !important; padding-right: 6px !important; font-size: 0.85rem}
+}
 """
+# Run once on page load. Screen readers hear each answer once, complete, from our live region
+# (#live, polite); Gradio's chat log is a live region too, which would read every streamed step and
+# the source cards, so it is set to "off", and the label Gradio puts on each message (its raw
+# HTML) is taken off, so the message is read as shown. A citation marker opens its source card,
+# moves focus to it (a <details>: announced as expanded) and scrolls it into view.
+JS = """
+() => {
+  const setUp = () => {
+    const live = document.getElementById('live');
+    const log = document.querySelector('#chatbot [role=log]');
+    if (!live || !log) { setTimeout(setUp, 200); return; }
+    live.setAttribute('role', 'status');
+    live.setAttribute('aria-live', 'polite');
+    log.setAttribute('aria-live', 'off');
+    const unlabel = () => log.querySelectorAll('[data-testid=bot][aria-label], [data-testid=user][aria-label]')
+      .forEach((m) => m.removeAttribute('aria-label'));
+    new MutationObserver(unlabel).observe(log, {childList: true, subtree: true, attributes: true,
+                                                attributeFilter: ['aria-label']});
+  };
+  setUp();
+  document.addEventListener('click', (event) => {
+    const link = event.target.closest ? event.target.closest('a.cite') : null;
+    if (!link) return;
+    const card = document.getElementById(decodeURIComponent(link.hash.slice(1)));
+    if (!card) return;
+    event.preventDefault();
+    event.stopPropagation();
+    card.open = true;
+    const summary = card.querySelector('summary');
+    if (summary) summary.focus();
+    card.scrollIntoView({block: 'nearest'});
+  }, true);
+}
+"""
+_MARKER = re.compile(r"&#91;(\d+)&#93;")
+_URL = re.compile(r"https?://[^\s\"'<>]+")
 
 
 def esc(text: str) -> str:
@@ -103,301 +197,405 @@ def esc(text: str) -> str:
     return html.escape(text or "", quote=True).replace("[", "&#91;").replace("]", "&#93;")
 
 
-def render_reply(reply: Reply, lang: str) -> str:
-    badge = T[lang]["kinds"].get(reply.kind, "")
-    body = esc(reply.answer)
-    body = re.sub(r"&#91;(\d+)&#93;", r"<sup>[\1]</sup>", body)  # our citation markers only
+def card_id(turn: int, n: int | str) -> str:
+    return f"src-{turn}-{n}"
+
+
+def render_reply(reply: Reply, lang: str, turn: int = 0) -> str:
+    """The reply as the chat shows it: the badge of its kind, then the answer, each citation marker a
+    link to its source card under the answer (``render_sources``)."""
+    t = T[lang]
+    cited = {str(c.n) for c in reply.citations}
+
+    def marker(m: re.Match) -> str:
+        n = m.group(1)
+        if n not in cited:
+            return f"<sup>{m.group(0)}</sup>"
+        return (f'<sup><a class="cite" href="#{card_id(turn, n)}"><span class="sr-only">{esc(t["source"])} '
+                f"</span>&#91;{n}&#93;</a></sup>")
+
+    body = _MARKER.sub(marker, esc(reply.answer))
+    badge = t["kinds"].get(reply.kind, "")
     return f"{badge}\n\n{body}" if badge else body
 
 
-def render_sources(reply: Reply | None, lang: str) -> str:
+def render_sources(reply: Reply | None, lang: str, turn: int = 0) -> str:
+    """One collapsible card per citation: title, section, audience badge, the passage with the
+    sentences used marked, and its references (links where they are web addresses). One line of
+    HTML, so that the chat's Markdown renderer takes it as one block."""
     if reply is None or not reply.citations:
         return ""
-    parts = [f'<div class="sources"><h4>{esc(T[lang]["sources"])}</h4>']
+    t = T[lang]
+    parts = [f'<div class="cards"><p class="cards-head"><strong>{esc(t["sources"])}</strong></p>']
     for c in reply.citations:
-        aud = T[lang]["audience"].get(c.audience, c.audience)
-        quote = esc(c.quote)
+        passage = esc(c.quote)
         for s in c.sentences:
-            quote = quote.replace(esc(s), f"<mark>{esc(s)}</mark>")
-        srcs = "".join(f"<li>{esc(s.get('title', ''))}" + (f" ({esc(s.get('ref', ''))})" if s.get("ref") else "")
-                       + "</li>" for s in c.sources)
+            passage = passage.replace(esc(s), f"<mark>{esc(s)}</mark>")
+        passage = passage.replace("\n", "<br>")
+        refs = "".join(f"<li>{_reference(s)}</li>" for s in c.sources)
+        aud = esc(c.audience if c.audience in t["audience"] else "public")
         parts.append(
-            f'<details class="citation" data-audience="{esc(c.audience)}"><summary>[{c.n}] {esc(c.title)} '
-            f'&mdash; {esc(c.heading)} <span class="badge badge-{esc(c.audience)}">{esc(aud)}</span></summary>'
-            f"<blockquote>{quote}</blockquote><ul>{srcs}</ul></details>"
-        )
+            f'<details class="citation aud-{aud}" id="{card_id(turn, c.n)}"><summary>&#91;{c.n}&#93; '
+            f"<strong>{esc(c.title)}</strong> &mdash; {esc(c.heading)} "
+            f'<span class="badge badge-{aud}">{esc(t["audience"].get(c.audience, c.audience))}</span></summary>'
+            f'<blockquote class="passage">{passage}</blockquote>'
+            + (f'<p class="refs-head">{esc(t["references"])}</p><ul class="refs">{refs}</ul>' if refs else "")
+            + "</details>")
     parts.append("</div>")
     return "".join(parts)
 
 
+def _reference(source: dict) -> str:
+    title, ref = esc(source.get("title", "")), source.get("ref", "") or ""
+    url = _URL.fullmatch(ref.strip())
+    if url:
+        return f'<a href="{html.escape(url.group(0), quote=True)}" target="_blank" rel="noopener noreferrer">{title}</a>'
+    return f"{title} ({esc(ref)})" if ref else title
+
+
+def spoken(reply: Reply, lang: str) -> str:
+    """What the live region says once the answer is complete: its kind and its text, no markers."""
+    badge = re.sub(r"^\W+|\*", "", T[lang]["kinds"].get(reply.kind, ""))
+    return " ".join(f"{badge}. {_MARKER.sub('', esc(reply.answer))}".strip(". ").split())
+
+
+def status_text(account, lang_code: str) -> str:
+    t = T[lang_code]
+    who = t["public"]
+    if account is not None and account.is_hcp:
+        who = f"{t['hcp']} ({account.email})"
+    elif account is not None and account.is_maintainer:
+        who = f"{t['maint']} ({account.email})"
+    return f'<span class="sr-only">{esc(t["status"])}: </span><span class="status-badge">{esc(who)}</span>'
+
+
+def code(choice) -> str:
+    return LANGS.get(choice, "en")
+
+
+def client_address(request: gr.Request | None) -> str:
+    return request.client.host if request is not None and request.client else ""
+
+
+def check_rate(app: App, request: gr.Request | None) -> None:
+    """The REST API's per-client limit on questions holds in the chat too (the same counter)."""
+    wait = app.wait_to_ask(client_address(request))
+    if wait:
+        raise gr.Error(f"Too many questions from your connection; please try again in {wait} seconds.")
+
+
+@dataclass
+class Shell:
+    """What every screen shares: the session token in the browser, the language, the status line."""
+
+    token: gr.BrowserState
+    lang: gr.Radio
+    status: gr.Markdown
+
+
+@dataclass
+class Screen:
+    """A tab as its builder hands it back: the tab, how to put its texts into a language, and the
+    events other screens follow (such as signing in, after which the maintainer tab may show)."""
+
+    tab: gr.Tab
+    texts: list[tuple[gr.components.Component, Callable[[dict], object]]] = field(default_factory=list)
+    events: list = field(default_factory=list)
+
+
 def build(app: App, browser_secret: str | None = None) -> gr.Blocks:
+    """The page: a compact header (name, status, language), the chat, HCP and maintainer tabs, a
+    disclaimer that stays in view, and the ``ask`` API."""
     with gr.Blocks(title="TRK Assistant") as demo:
         token = gr.BrowserState("", storage_key="trk_session", secret=browser_secret or secrets.token_hex(16))
-        questions = gr.State([])  # the raw questions of this chat, for follow-ups
-        meta = gr.State({})  # chat index -> {question, kind}, for feedback
-        lang = gr.Radio(list(LANGS), value="English", label="Language / Taal", elem_id="lang")
-        title = gr.Markdown(T["en"]["title"], elem_id="title")
-        disclaimer = gr.Markdown(T["en"]["disclaimer"], elem_id="disclaimer")
-        status = gr.Markdown(T["en"]["status_public"], elem_id="status")
+        with gr.Row(elem_id="header", equal_height=True):
+            title = gr.Markdown(f"# {T['en']['title']}", elem_id="title")
+            status = gr.Markdown(status_text(None, "en"), elem_id="status")
+            lang = gr.Radio(list(LANGS), value="English", label=T["en"]["lang_label"], elem_id="lang")
+        shell = Shell(token, lang, status)
         with gr.Tabs():
-            with gr.Tab(T["en"]["chat_tab"], id="chat") as chat_tab:
-                chatbot = gr.Chatbot(elem_id="chatbot", height=420, sanitize_html=True, render_markdown=True)
-                with gr.Row():
-                    box = gr.Textbox(label=T["en"]["question"], placeholder=T["en"]["placeholder"],
-                                     elem_id="question", scale=5)
-                    send = gr.Button(T["en"]["send"], variant="primary", elem_id="send", scale=1)
-                examples_head = gr.Markdown(f"**{T['en']['examples']}**")
-                with gr.Row():
-                    example_buttons = [gr.Button(q, size="sm", elem_classes="example") for q in T["en"]["example_qs"]]
-                sources = gr.HTML("", elem_id="sources")
-            with gr.Tab(T["en"]["hcp_tab"], id="hcp") as hcp_tab:
-                signin_head = gr.Markdown(T["en"]["signin_head"])
-                email = gr.Textbox(label=T["en"]["email"], elem_id="signin-email")
-                password = gr.Textbox(label=T["en"]["password"], type="password", elem_id="signin-password")
-                with gr.Row():
-                    signin = gr.Button(T["en"]["signin"], variant="primary", elem_id="signin")
-                    signout = gr.Button(T["en"]["signout"], elem_id="signout")
-                auth_msg = gr.Markdown("", elem_id="auth-message")
-                register_head = gr.Markdown(T["en"]["register_head"])
-                r_name = gr.Textbox(label=T["en"]["name"], elem_id="reg-name")
-                r_email = gr.Textbox(label=T["en"]["email"], elem_id="reg-email")
-                r_prof = gr.Dropdown(list(PROFESSIONS), value="physician", label=T["en"]["profession"], elem_id="reg-prof")
-                r_country = gr.Textbox(value="NL", label=T["en"]["country"], elem_id="reg-country")
-                r_number = gr.Textbox(label=T["en"]["regnum"], elem_id="reg-number")
-                r_password = gr.Textbox(label=T["en"]["password"], type="password", elem_id="reg-password")
-                register = gr.Button(T["en"]["register"], elem_id="register")
-                reg_msg = gr.Markdown("", elem_id="register-message")
-            with gr.Tab(T["en"]["maint_tab"], id="maint", visible=False) as maint_tab:
-                index_head = gr.Markdown(T["en"]["index_head"])
-                index_info = gr.Markdown("", elem_id="index-status")
-                reindex = gr.Button(T["en"]["reindex"], elem_id="reindex")
-                reindex_msg = gr.Markdown("", elem_id="reindex-message")
-                pending_head = gr.Markdown(T["en"]["pending_head"])
-                pending = gr.Markdown("", elem_id="pending")
-                m_email = gr.Textbox(label=T["en"]["email"], elem_id="decide-email")
-                m_reason = gr.Textbox(label=T["en"]["reason"], elem_id="decide-reason")
-                with gr.Row():
-                    approve = gr.Button(T["en"]["approve"], elem_id="approve")
-                    reject = gr.Button(T["en"]["reject"], elem_id="reject")
-                decide_msg = gr.Markdown("", elem_id="decide-message")
-                feedback_head = gr.Markdown(T["en"]["feedback_head"])
-                feedback = gr.Markdown("", elem_id="feedback")
-                review_head = gr.Markdown(T["en"]["review_head"])
-                review = gr.Markdown("", elem_id="review")
+            chat = chat_screen(app, shell)
+            hcp = hcp_screen(app, shell)
+            maint = maintainer_screen(app, shell)
+        disclaimer = gr.Markdown(T["en"]["disclaimer"], elem_id="disclaimer")
+        texts = [(title, lambda t: f"# {t['title']}"), (disclaimer, lambda t: t["disclaimer"])]
+        texts += chat.texts + hcp.texts + maint.texts
 
-        def code(choice) -> str:
-            return LANGS.get(choice, "en")
-
-        def check_rate(request: gr.Request) -> None:
-            """The REST API's per-client limit on questions holds here too (the same counter)."""
-            wait = app.wait_to_ask(client_address(request))
-            if wait:
-                raise gr.Error(f"Too many questions from your connection; please try again in {wait} seconds.")
-
-        # chat ------------------------------------------------------------------------------------
-        def respond(question, chat, asked, meta_map, tok, choice, request: gr.Request):
-            check_rate(request)
-            lang_code = code(choice)
-            question = question if isinstance(question, str) else ""
-            reply = app.ask(question, list(asked), tok)
-            shown_lang = reply.language if reply.kind != "invalid" else lang_code
-            chat = list(chat or []) + [{"role": "user", "content": esc(question) or "…"},
-                                       {"role": "assistant", "content": ""}]
-            meta_map = dict(meta_map or {})
-            meta_map[str(len(chat) - 1)] = {"question": question[:2000], "kind": reply.kind}
-            asked = (list(asked) + [question])[-6:] if reply.kind not in ("invalid", "small_talk") else list(asked)
-            full = render_reply(reply, shown_lang)
-            pieces = re.split(r"(?<=</sup>) ", full)
-            for i in range(1, len(pieces) + 1):
-                chat[-1] = {"role": "assistant", "content": " ".join(pieces[:i])}
-                yield chat, "", asked, meta_map, gr.skip()
-            yield chat, "", asked, meta_map, render_sources(reply, shown_lang)
-
-        chat_io = dict(inputs=[box, chatbot, questions, meta, token, lang],
-                       outputs=[chatbot, box, questions, meta, sources], concurrency_limit=32)
-        send.click(respond, **chat_io)
-        box.submit(respond, **chat_io)
-        for b in example_buttons:
-            b.click(lambda q: q, inputs=b, outputs=box).then(respond, **chat_io)
-
-        def on_like(data: gr.LikeData, meta_map):
-            info = (meta_map or {}).get(str(data.index if isinstance(data.index, int) else data.index[0]))
-            if info and app.accounts is not None:
-                try:
-                    app.accounts.add_feedback(info["question"], info["kind"], bool(data.liked))
-                except AccountError:
-                    pass
-
-        chatbot.like(on_like, inputs=[meta], outputs=None)
-
-        # language --------------------------------------------------------------------------------
         def switch(choice, tok):
             t = T[code(choice)]
-            account = app.account(tok)
-            return [
-                t["title"], t["disclaimer"], status_text(account, code(choice)),
-                gr.update(label=t["chat_tab"]), gr.update(label=t["hcp_tab"]), gr.update(label=t["maint_tab"]),
-                gr.update(label=t["question"], placeholder=t["placeholder"]), gr.update(value=t["send"]),
-                f"**{t['examples']}**", *[gr.update(value=q) for q in t["example_qs"]],
-                t["signin_head"], gr.update(label=t["email"]), gr.update(label=t["password"]),
-                gr.update(value=t["signin"]), gr.update(value=t["signout"]), t["register_head"],
-                gr.update(label=t["name"]), gr.update(label=t["email"]), gr.update(label=t["profession"]),
-                gr.update(label=t["country"]), gr.update(label=t["regnum"]), gr.update(label=t["password"]),
-                gr.update(value=t["register"]), t["index_head"], gr.update(value=t["reindex"]),
-                t["pending_head"], gr.update(label=t["email"]), gr.update(label=t["reason"]),
-                gr.update(value=t["approve"]), gr.update(value=t["reject"]), t["feedback_head"], t["review_head"],
-            ]
+            return [status_text(app.account(tok), code(choice))] + [text(t) for _, text in texts]
 
-        lang.change(switch, inputs=[lang, token], outputs=[
-            title, disclaimer, status, chat_tab, hcp_tab, maint_tab, box, send, examples_head, *example_buttons,
-            signin_head, email, password, signin, signout, register_head, r_name, r_email, r_prof, r_country,
-            r_number, r_password, register, index_head, reindex, pending_head, m_email, m_reason, approve,
-            reject, feedback_head, review_head,
-        ])
+        lang.change(switch, inputs=[lang, token], outputs=[status] + [c for c, _ in texts])
         demo.load(None, js="() => (navigator.language || 'en').toLowerCase().startsWith('nl') ? 'Nederlands' : 'English'",
                   outputs=lang)
-
-        # accounts --------------------------------------------------------------------------------
-        def status_text(account, lang_code):
-            t = T[lang_code]
-            if account is None:
-                return t["status_public"]
-            if account.is_hcp:
-                return t["status_hcp"].format(email=esc(account.email))
-            if account.is_maintainer:
-                return t["status_maint"].format(email=esc(account.email))
-            return t["status_public"]
 
         def refresh(tok, choice):
             account = app.account(tok)
             return status_text(account, code(choice)), gr.update(visible=bool(account and account.is_maintainer))
 
-        demo.load(refresh, inputs=[token, lang], outputs=[status, maint_tab])
-
-        def do_signin(mail, pw, choice, request: gr.Request):
-            client = client_address(request)
-            if app.accounts is None:
-                return "", "Accounts are not available.", T[code(choice)]["status_public"], gr.update(visible=False), ""
-            wait = app.wait_to_sign_in(client)
-            if wait:
-                return ("", f"Too many sign-in attempts; please try again in {wait} seconds.",
-                        T[code(choice)]["status_public"], gr.update(visible=False), "")
-            try:
-                tok, account = app.accounts.sign_in(mail or "", pw or "", client=client)
-            except AccountError as exc:
-                return "", esc(str(exc)), T[code(choice)]["status_public"], gr.update(visible=False), ""
-            return (tok, T[code(choice)]["signed_in"], status_text(account, code(choice)),
-                    gr.update(visible=account.is_maintainer), "")
-
-        signin.click(do_signin, inputs=[email, password, lang],
-                     outputs=[token, auth_msg, status, maint_tab, password])
-
-        def do_signout(tok, choice):
-            if app.accounts is not None and tok:
-                try:
-                    app.accounts.sign_out(tok)
-                except AccountError:
-                    pass
-            return "", T[code(choice)]["signed_out"], T[code(choice)]["status_public"], gr.update(visible=False)
-
-        signout.click(do_signout, inputs=[token, lang], outputs=[token, auth_msg, status, maint_tab])
-
-        def do_register(name, mail, prof, country, number, pw, choice):
-            t = T[code(choice)]
-            if app.accounts is None:
-                return "Accounts are not available.", gr.skip()
-            try:
-                account = app.accounts.register(name=name or "", email=mail or "", profession=prof or "",
-                                                 country=country or "", registration_number=number or "",
-                                                 password=pw or "")
-            except AccountError as exc:
-                return f"❌ {esc(str(exc))}", gr.skip()
-            text = t["registered"].format(status=account.status)
-            if account.status == "pending":
-                text += t["registered_pending"]
-            return text, ""
-
-        register.click(do_register, inputs=[r_name, r_email, r_prof, r_country, r_number, r_password, lang],
-                       outputs=[reg_msg, r_password])
-
-        # maintainer --------------------------------------------------------------------------------
-        def maintainer(tok):
-            account = app.account(tok)
-            return account if account is not None and account.is_maintainer else None
-
-        def overview(tok, choice):
-            if maintainer(tok) is None:
-                return T[code(choice)]["not_allowed"], "", "", ""
-            st = index_status(app.settings, app.engine.store)
-            lines = [f"- generation `{esc(str(st['generation']))}`, last re-index {esc(str(st['updated']))}"]
-            for key in sorted(st["chunks"]):
-                lines.append(f"- {esc(key)}: {st['documents'].get(key, 0)} documents, {st['chunks'][key]} chunks")
-            lines += [f"- ❌ {esc(e)}" for e in st["errors"]] or ["- corpus valid"]
-            pend = app.accounts.pending() if app.accounts else []
-            pend_md = "\n".join(f"- {esc(a.email)}: {esc(a.name)}, {esc(a.profession)}, {esc(a.country)}"
-                                for a in pend) or "-"
-            fb = app.accounts.feedback_summary() if app.accounts else {"by_kind": {}, "most_disliked": []}
-            fb_md = "\n".join(f"- {esc(k)}: 👍 {v['likes']} 👎 {v['dislikes']}" for k, v in fb["by_kind"].items()) or "-"
-            if fb["most_disliked"]:
-                fb_md += "\n\n" + "\n".join(f"- 👎 {n}× {esc(q)}" for q, n in fb["most_disliked"])
-            rows = app.accounts.review(30)[:50] if app.accounts else []
-            review_md = "\n".join(
-                f"- {r['times'] + r['thumbs_down']}× `{esc(r['kind'])}` {esc(r['question'])}"
-                + (f" (nearest: {esc(r['nearest'])})" if r["nearest"] else "") for r in rows) or "-"
-            return "\n".join(lines), pend_md, fb_md, review_md
-
-        maint_tab.select(overview, inputs=[token, lang], outputs=[index_info, pending, feedback, review])
-
-        def do_reindex(tok, choice, progress=gr.Progress()):
-            account = maintainer(tok)
-            if account is None:
-                return T[code(choice)]["not_allowed"]
-            if not app._reindex_lock.acquire(blocking=False):
-                return "A re-index is already running."
-            try:
-                def report(done, total, message):
-                    progress((done, max(total, 1)), desc=message)
-
-                summary = build_index(app.settings, app.engine.embedder, progress=report, store=app.engine.store)
-                if app.accounts is not None:
-                    app.accounts.record("reindex", f"account:{account.id}", summary=summary.line())
-                app.engine.snapshot(force=True)
-                return f"✅ {esc(summary.line())}"
-            except Exception as exc:  # shown to the maintainer; the previous index keeps serving
-                return f"❌ {esc(str(exc))}"
-            finally:
-                app._reindex_lock.release()
-
-        reindex.click(do_reindex, inputs=[token, lang], outputs=[reindex_msg], concurrency_limit=1,
-                      concurrency_id="reindex")
-
-        def decide(tok, mail, reason, verdict, choice):
-            account = maintainer(tok)
-            if account is None or app.accounts is None:
-                return T[code(choice)]["not_allowed"]
-            try:
-                if verdict == "approve":
-                    app.accounts.approve(mail or "", actor=f"account:{account.id}")
-                else:
-                    app.accounts.reject(mail or "", reason or "", actor=f"account:{account.id}")
-            except AccountError as exc:
-                return f"❌ {esc(str(exc))}"
-            return f"✅ {esc(mail)}: {verdict}d"
-
-        approve.click(lambda t, m, r, c: decide(t, m, r, "approve", c), inputs=[token, m_email, m_reason, lang],
-                      outputs=decide_msg)
-        reject.click(lambda t, m, r, c: decide(t, m, r, "reject", c), inputs=[token, m_email, m_reason, lang],
-                     outputs=decide_msg)
+        demo.load(refresh, inputs=[token, lang], outputs=[status, maint.tab])
+        for event in hcp.events:  # signing in or out shows or hides the maintainer tab
+            event.then(refresh, inputs=[token, lang], outputs=[status, maint.tab])
 
         # API: the same JSON as `python -m chatbot ask --json` -------------------------------------
         def ask(question: str, history: list[str], session_token: str, request: gr.Request) -> dict:
             """Answer a question; without a valid session token the caller is public."""
-            check_rate(request)
+            check_rate(app, request)
             hist = [h for h in (history or []) if isinstance(h, str)]
             return app.ask(question if isinstance(question, str) else "", hist, session_token).to_json()
 
         gr.api(ask, api_name="ask", concurrency_limit=app.settings.ask_concurrency)
     return demo
+
+
+def chat_screen(app: App, shell: Shell) -> Screen:
+    """The public chat: the conversation (answers with their source cards), questions to ask next
+    (example questions before the first one), the question box."""
+    t = T["en"]
+    with gr.Tab(t["chat_tab"], id="chat") as tab:
+        questions = gr.State([])  # the raw questions of this chat, for follow-ups
+        meta = gr.State({})  # chat index -> {question, kind}, for feedback
+        chatbot = gr.Chatbot(elem_id="chatbot", label=t["chat_label"], show_label=False, height="58vh",
+                             min_height=260, sanitize_html=True, render_markdown=True, placeholder=t["intro"],
+                             buttons=["copy", "copy_all"])  # no "share" (to Hugging Face; unlabelled)
+        live = gr.HTML("", elem_id="live")  # visually hidden; announced (aria-live, set by JS)
+        next_head = gr.Markdown(f"**{t['examples']}**", elem_id="next-head")
+        with gr.Row(elem_id="next-questions"):
+            nexts = [gr.Button(q, size="sm", elem_id=f"next-{i}", elem_classes="next-question")
+                     for i, q in enumerate(t["example_qs"])]
+        with gr.Row(elem_id="ask-row"):
+            box = gr.Textbox(label=t["question"], placeholder=t["placeholder"], elem_id="question", scale=5,
+                             max_lines=6)
+            send = gr.Button(t["send"], variant="primary", elem_id="send", scale=1, min_width=80)
+
+    def offered(head: str, qs: list[str]) -> list:
+        return [f"**{esc(head)}**"] + [gr.update(value=q, visible=True) for q in qs] + \
+            [gr.update(visible=False)] * (len(nexts) - len(qs))
+
+    def respond(question, chat, asked, meta_map, tok, choice, request: gr.Request):
+        check_rate(app, request)
+        question = question if isinstance(question, str) else ""
+        reply = app.ask(question, list(asked), tok)
+        shown_lang = reply.language if reply.kind != "invalid" else code(choice)
+        chat = list(chat or []) + [{"role": "user", "content": esc(question) or "…"},
+                                   {"role": "assistant", "content": ""}]
+        turn = len(chat) - 1
+        meta_map = dict(meta_map or {})
+        meta_map[str(turn)] = {"question": question[:2000], "kind": reply.kind}
+        asked = (list(asked) + [question])[-6:] if reply.kind not in ("invalid", "small_talk") else list(asked)
+        pieces = re.split(r"(?<=</sup>) ", render_reply(reply, shown_lang, turn))
+        unchanged = [gr.skip()] * (2 + len(nexts))
+        for i in range(1, len(pieces)):  # streamed sentence by sentence
+            chat[-1] = {"role": "assistant", "content": " ".join(pieces[:i])}
+            yield chat, "", asked, meta_map, *unchanged
+        cards = render_sources(reply, shown_lang, turn)
+        chat[-1] = {"role": "assistant", "content": " ".join(pieces) + (f"\n\n{cards}" if cards else "")}
+        lt = T[shown_lang]
+        if reply.suggestions:
+            nxt = offered(lt["suggested"], reply.suggestions[:3])
+        else:  # nothing near to suggest ("I don't know", a greeting): the example questions again
+            nxt = offered(lt["examples"], [q for q in lt["example_qs"] if q != question.strip()][:3])
+        done = f'<p class="turn-{turn}">{spoken(reply, shown_lang)}</p>'
+        yield chat, "", asked, meta_map, done, *nxt
+
+    chat_io = dict(inputs=[box, chatbot, questions, meta, shell.token, shell.lang],
+                   outputs=[chatbot, box, questions, meta, live, next_head, *nexts], concurrency_limit=32)
+    send.click(respond, **chat_io)
+    box.submit(respond, **chat_io)
+    for b in nexts:
+        b.click(lambda q: q, inputs=b, outputs=box).then(respond, **chat_io)
+
+    def on_like(data: gr.LikeData, meta_map):
+        info = (meta_map or {}).get(str(data.index if isinstance(data.index, int) else data.index[0]))
+        if info and app.accounts is not None:
+            try:
+                app.accounts.add_feedback(info["question"], info["kind"], bool(data.liked))
+            except AccountError:
+                pass
+
+    chatbot.like(on_like, inputs=[meta], outputs=None)
+    texts = [
+        (tab, lambda t: gr.update(label=t["chat_tab"])),
+        (chatbot, lambda t: gr.update(label=t["chat_label"], placeholder=t["intro"])),
+        (box, lambda t: gr.update(label=t["question"], placeholder=t["placeholder"])),
+        (send, lambda t: gr.update(value=t["send"])),
+        (next_head, lambda t: f"**{esc(t['examples'])}**"),
+    ] + [(b, lambda t, i=i: gr.update(value=t["example_qs"][i], visible=True)) for i, b in enumerate(nexts)]
+    return Screen(tab, texts)
+
+
+def hcp_screen(app: App, shell: Shell) -> Screen:
+    """Sign-in and registration for healthcare professionals."""
+    t = T["en"]
+    with gr.Tab(t["hcp_tab"], id="hcp") as tab:
+        signin_head = gr.Markdown(t["signin_head"])
+        email = gr.Textbox(label=t["email"], elem_id="signin-email")
+        password = gr.Textbox(label=t["password"], type="password", elem_id="signin-password")
+        with gr.Row():
+            signin = gr.Button(t["signin"], variant="primary", elem_id="signin")
+            signout = gr.Button(t["signout"], elem_id="signout")
+        auth_msg = gr.Markdown("", elem_id="auth-message")
+        register_head = gr.Markdown(t["register_head"])
+        r_name = gr.Textbox(label=t["name"], elem_id="reg-name")
+        r_email = gr.Textbox(label=t["email"], elem_id="reg-email")
+        r_prof = gr.Dropdown(list(PROFESSIONS), value="physician", label=t["profession"], elem_id="reg-prof")
+        r_country = gr.Textbox(value="NL", label=t["country"], elem_id="reg-country")
+        r_number = gr.Textbox(label=t["regnum"], elem_id="reg-number")
+        r_password = gr.Textbox(label=t["password"], type="password", elem_id="reg-password")
+        register = gr.Button(t["register"], elem_id="register")
+        reg_msg = gr.Markdown("", elem_id="register-message")
+
+    def do_signin(mail, pw, choice, request: gr.Request):
+        client = client_address(request)
+        if app.accounts is None:
+            return "", "Accounts are not available.", ""
+        wait = app.wait_to_sign_in(client)
+        if wait:
+            return "", f"Too many sign-in attempts; please try again in {wait} seconds.", ""
+        try:
+            tok, _ = app.accounts.sign_in(mail or "", pw or "", client=client)
+        except AccountError as exc:
+            return "", esc(str(exc)), ""
+        return tok, T[code(choice)]["signed_in"], ""
+
+    signed_in = signin.click(do_signin, inputs=[email, password, shell.lang],
+                             outputs=[shell.token, auth_msg, password])
+
+    def do_signout(tok, choice):
+        if app.accounts is not None and tok:
+            try:
+                app.accounts.sign_out(tok)
+            except AccountError:
+                pass
+        return "", T[code(choice)]["signed_out"]
+
+    signed_out = signout.click(do_signout, inputs=[shell.token, shell.lang], outputs=[shell.token, auth_msg])
+
+    def do_register(name, mail, prof, country, number, pw, choice):
+        t = T[code(choice)]
+        if app.accounts is None:
+            return "Accounts are not available.", gr.skip()
+        try:
+            account = app.accounts.register(name=name or "", email=mail or "", profession=prof or "",
+                                             country=country or "", registration_number=number or "",
+                                             password=pw or "")
+        except AccountError as exc:
+            return f"❌ {esc(str(exc))}", gr.skip()
+        text = t["registered"].format(status=account.status)
+        if account.status == "pending":
+            text += t["registered_pending"]
+        return text, ""
+
+    register.click(do_register, inputs=[r_name, r_email, r_prof, r_country, r_number, r_password, shell.lang],
+                   outputs=[reg_msg, r_password])
+    texts = [
+        (tab, lambda t: gr.update(label=t["hcp_tab"])), (signin_head, lambda t: t["signin_head"]),
+        (email, lambda t: gr.update(label=t["email"])), (password, lambda t: gr.update(label=t["password"])),
+        (signin, lambda t: gr.update(value=t["signin"])), (signout, lambda t: gr.update(value=t["signout"])),
+        (register_head, lambda t: t["register_head"]), (r_name, lambda t: gr.update(label=t["name"])),
+        (r_email, lambda t: gr.update(label=t["email"])), (r_prof, lambda t: gr.update(label=t["profession"])),
+        (r_country, lambda t: gr.update(label=t["country"])), (r_number, lambda t: gr.update(label=t["regnum"])),
+        (r_password, lambda t: gr.update(label=t["password"])), (register, lambda t: gr.update(value=t["register"])),
+    ]
+    return Screen(tab, texts, [signed_in, signed_out])
+
+
+def maintainer_screen(app: App, shell: Shell) -> Screen:
+    """For signed-in maintainers: index status and re-index, pending registrations, feedback."""
+    t = T["en"]
+    with gr.Tab(t["maint_tab"], id="maint", visible=False) as tab:
+        index_head = gr.Markdown(t["index_head"])
+        index_info = gr.Markdown("", elem_id="index-status")
+        reindex = gr.Button(t["reindex"], elem_id="reindex")
+        reindex_msg = gr.Markdown("", elem_id="reindex-message")
+        pending_head = gr.Markdown(t["pending_head"])
+        pending = gr.Markdown("", elem_id="pending")
+        m_email = gr.Textbox(label=t["decide_email"], elem_id="decide-email")
+        m_reason = gr.Textbox(label=t["reason"], elem_id="decide-reason")
+        with gr.Row():
+            approve = gr.Button(t["approve"], elem_id="approve")
+            reject = gr.Button(t["reject"], elem_id="reject")
+        decide_msg = gr.Markdown("", elem_id="decide-message")
+        feedback_head = gr.Markdown(t["feedback_head"])
+        feedback = gr.Markdown("", elem_id="feedback")
+        review_head = gr.Markdown(t["review_head"])
+        review = gr.Markdown("", elem_id="review")
+
+    def maintainer(tok):
+        account = app.account(tok)
+        return account if account is not None and account.is_maintainer else None
+
+    def overview(tok, choice):
+        if maintainer(tok) is None:
+            return T[code(choice)]["not_allowed"], "", "", ""
+        st = index_status(app.settings, app.engine.store)
+        lines = [f"- generation `{esc(str(st['generation']))}`, last re-index {esc(str(st['updated']))}"]
+        for key in sorted(st["chunks"]):
+            lines.append(f"- {esc(key)}: {st['documents'].get(key, 0)} documents, {st['chunks'][key]} chunks")
+        lines += [f"- ❌ {esc(e)}" for e in st["errors"]] or ["- corpus valid"]
+        pend = app.accounts.pending() if app.accounts else []
+        pend_md = "\n".join(f"- {esc(a.email)}: {esc(a.name)}, {esc(a.profession)}, {esc(a.country)}"
+                            for a in pend) or "-"
+        fb = app.accounts.feedback_summary() if app.accounts else {"by_kind": {}, "most_disliked": []}
+        fb_md = "\n".join(f"- {esc(k)}: 👍 {v['likes']} 👎 {v['dislikes']}" for k, v in fb["by_kind"].items()) or "-"
+        if fb["most_disliked"]:
+            fb_md += "\n\n" + "\n".join(f"- 👎 {n}× {esc(q)}" for q, n in fb["most_disliked"])
+        rows = app.accounts.review(30)[:50] if app.accounts else []
+        review_md = "\n".join(
+            f"- {r['times'] + r['thumbs_down']}× `{esc(r['kind'])}` {esc(r['question'])}"
+            + (f" (nearest: {esc(r['nearest'])})" if r["nearest"] else "") for r in rows) or "-"
+        return "\n".join(lines), pend_md, fb_md, review_md
+
+    tab.select(overview, inputs=[shell.token, shell.lang], outputs=[index_info, pending, feedback, review])
+
+    def do_reindex(tok, choice, progress=gr.Progress()):
+        account = maintainer(tok)
+        if account is None:
+            return T[code(choice)]["not_allowed"]
+        if not app._reindex_lock.acquire(blocking=False):
+            return "A re-index is already running."
+        try:
+            def report(done, total, message):
+                progress((done, max(total, 1)), desc=message)
+
+            summary = build_index(app.settings, app.engine.embedder, progress=report, store=app.engine.store)
+            if app.accounts is not None:
+                app.accounts.record("reindex", f"account:{account.id}", summary=summary.line())
+            app.engine.snapshot(force=True)
+            return f"✅ {esc(summary.line())}"
+        except Exception as exc:  # shown to the maintainer; the previous index keeps serving
+            return f"❌ {esc(str(exc))}"
+        finally:
+            app._reindex_lock.release()
+
+    reindex.click(do_reindex, inputs=[shell.token, shell.lang], outputs=[reindex_msg], concurrency_limit=1,
+                  concurrency_id="reindex")
+
+    def decide(tok, mail, reason, verdict, choice):
+        account = maintainer(tok)
+        if account is None or app.accounts is None:
+            return T[code(choice)]["not_allowed"]
+        try:
+            if verdict == "approve":
+                app.accounts.approve(mail or "", actor=f"account:{account.id}")
+            else:
+                app.accounts.reject(mail or "", reason or "", actor=f"account:{account.id}")
+        except AccountError as exc:
+            return f"❌ {esc(str(exc))}"
+        return f"✅ {esc(mail)}: {verdict}d"
+
+    approve.click(lambda t, m, r, c: decide(t, m, r, "approve", c), inputs=[shell.token, m_email, m_reason, shell.lang],
+                  outputs=decide_msg)
+    reject.click(lambda t, m, r, c: decide(t, m, r, "reject", c), inputs=[shell.token, m_email, m_reason, shell.lang],
+                 outputs=decide_msg)
+    texts = [
+        (tab, lambda t: gr.update(label=t["maint_tab"])), (index_head, lambda t: t["index_head"]),
+        (reindex, lambda t: gr.update(value=t["reindex"])), (pending_head, lambda t: t["pending_head"]),
+        (m_email, lambda t: gr.update(label=t["decide_email"])), (m_reason, lambda t: gr.update(label=t["reason"])),
+        (approve, lambda t: gr.update(value=t["approve"])), (reject, lambda t: gr.update(value=t["reject"])),
+        (feedback_head, lambda t: t["feedback_head"]), (review_head, lambda t: t["review_head"]),
+    ]
+    return Screen(tab, texts)
 
 
 def skip_missing_matplotlib() -> None:
@@ -409,14 +607,11 @@ def skip_missing_matplotlib() -> None:
         sys.modules["matplotlib"] = None
 
 
-def client_address(request: gr.Request | None) -> str:
-    return request.client.host if request is not None and request.client else ""
-
-
 def mount_ui(root, app: App) -> None:
     """The chat UI at / of the FastAPI application `root`. Gradio's queue lives in this process, so
     the UI is served by one process (see `chatbot.server`)."""
     skip_missing_matplotlib()
     demo = build(app, app.settings.browser_secret)
     demo.queue(default_concurrency_limit=16)
-    gr.mount_gradio_app(root, demo, path="/", css=CSS, footer_links=["api"], show_error=False)
+    gr.mount_gradio_app(root, demo, path="/", css=CSS, js=JS, theme=THEME, footer_links=["api"],
+                        show_error=False)

@@ -150,7 +150,7 @@ def test_a_fitted_model_is_kept_on_disk_and_loaded_as_it_was(built, tmp_path, mo
     vectors = g.utterance_embeddings[[g.utterances.index(u) for u in sample]]
     monkeypatch.setattr(intent, "_FITTED", {})
     fitted = intent.fit_cached(sample, vectors, 0.5, tmp_path)
-    assert len(list(tmp_path.glob("*.joblib"))) == 1
+    assert [p.name for p in tmp_path.glob("*.joblib")] == [f"{intent._model_key(sample, vectors, 0.5)}.joblib"]
     fits = []
     monkeypatch.setattr(intent, "fit", lambda *a: fits.append(a) or fitted)
     monkeypatch.setattr(intent, "_FITTED", {})  # a new process: loads, does not fit
