@@ -62,6 +62,8 @@ class AskReply(BaseModel):
     answer: str
     language: Literal["en", "nl"]
     citations: list[Citation]
+    suggestions: list[str] = Field(description="Questions to ask next: passage questions of the sections "
+                                               "nearest the passage the reply used (empty without citations)")
     ms: float
     generation: str
 

@@ -160,6 +160,8 @@ def test_no_index_is_503(tmp_path, embedder):
 
 def test_openapi_describes_ask_sessions_and_the_bearer_token(client):
     spec = client.get("/api/v1/openapi.json").json()
+    documented = spec["components"]["schemas"]["AskReply"]["properties"]
+    assert set(documented) == set(ask(client, "What is TRK fusion cancer?").json())  # suggestions too
     assert {"/ask", "/session", "/health"} <= set(spec["paths"]) and spec["servers"] == [{"url": "/api/v1"}]
     assert {"400", "413", "429", "503"} <= set(spec["paths"]["/ask"]["post"]["responses"])
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
