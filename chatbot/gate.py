@@ -93,7 +93,7 @@ class Gate:
             return False
         p = self.probability(features(snap, query, lang, qv, picked))
         if doubt is not None and self.doubt:
-            return self.with_doubt(p, doubt) >= self.doubt["threshold"]
+            return p >= self.doubt.get("floor", 0.0) and self.with_doubt(p, doubt) >= self.doubt["threshold"]
         return p >= self.threshold
 
 

@@ -36,6 +36,7 @@ FOLDS = 5
 GATE_PRECISION = 0.9
 MAX_NEGATIVES = 600
 ANSWERED = 0.95  # the second stage answers at least this share of the answerable questions (held out)
+FLOOR_KEEPS = 0.99  # the evidence floor under the second stage keeps this share of the right pairs held out
 SAME_QUESTION = 0.8
 
 
@@ -169,6 +170,9 @@ def fit_gate(X: np.ndarray, y: np.ndarray, groups: np.ndarray, doubt: np.ndarray
     asked = ~np.isnan(doubt) if doubt is not None else np.zeros(len(y), dtype=bool)
     if asked.sum() >= FOLDS * 4 and len(set(y[asked].tolist())) == 2:
         second = fit_doubt(oof[asked], doubt[asked], y[asked], groups[asked])
+        # however little the model doubts, the passage must show the evidence that nearly every
+        # right pair held out shows (a question and a passage that answers it)
+        second["floor"] = float(np.quantile(oof[y == 1], 1 - FLOOR_KEEPS))
     return {
         "doubt": second,
         "coef": clf.coef_[0].tolist(), "intercept": float(clf.intercept_[0]),

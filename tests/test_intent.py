@@ -103,6 +103,24 @@ def test_held_out_figures_meet_the_targets(built):
     assert trained["intent_held_out"]["ae_recall"] >= 0.98
     assert 0.05 <= trained["ae_threshold"] <= 0.5
     assert trained["gate"]["held_out"]["answered_precision"] >= 0.9
+    second = trained["gate"]["doubt"]["held_out"]
+    assert second["answerable_answered"] >= 0.95
+    assert second["unanswerable_refused"] >= 0.4
+
+
+def test_the_more_the_model_doubts_the_surer_the_gate_must_be(built):
+    """The second stage weighs the gate's probability against the model's doubt that any text
+    answers such a question: the same passage evidence answers a question the model does not doubt
+    and not one it is sure no text answers."""
+    from chatbot.gate import Gate
+    from chatbot.index import Store
+
+    settings, _ = built
+    gate = Gate.from_meta(Store(settings).read_current().meta["gate"])
+    cut = gate.doubt["threshold"]
+    for evidence in (0.3, 0.6, 0.9):
+        assert gate.with_doubt(evidence, 0.02) > gate.with_doubt(evidence, 0.5) > gate.with_doubt(evidence, 0.95)
+    assert gate.with_doubt(0.9, 0.02) >= cut > gate.with_doubt(0.9, 0.98)
 
 
 # the issue's examples, worded as users wrote them: (role, history, message, the reply kind)
