@@ -29,6 +29,7 @@ import gradio as gr  # noqa: E402
 
 from chatbot.accounts import PROFESSIONS, AccountError, Accounts, StorageUnavailable
 from chatbot.answer import Engine, Reply, reply_error
+from chatbot.cases import CaseLog
 from chatbot.config import Settings
 from chatbot.index import IndexUnavailable, build_index, index_status
 from chatbot.policy import detect_language
@@ -625,11 +626,12 @@ def create(settings: Settings | None = None, embedder=None) -> tuple[App, gr.Blo
 
     settings = settings or Settings()
     embedder = embedder or load_embedder(settings)
-    engine = Engine(settings, embedder)
     try:
         accounts = Accounts(settings.db_url)
     except StorageUnavailable:
         accounts = None  # the public chat keeps working without the accounts database
+    # side-effect reports go to the same database (or, while it is away, to the JSONL file)
+    engine = Engine(settings, embedder, cases=CaseLog(settings, accounts))
     app = App(settings, engine, accounts)
     return app, build(app, settings.browser_secret)
 
