@@ -338,8 +338,27 @@ def maintainer_add(email: str = typer.Argument(..., help="The maintainer's email
     """Make an account a maintainer (creates a non-HCP account if there is none)."""
     accounts = _accounts()
     if not accounts.exists(email) and password is None:
-        password = typer.prompt("Password (at least 12 characters)", hide_input=True, confirmation_prompt=True)
+        password = typer.prompt("Password (at least 15 characters)", hide_input=True, confirmation_prompt=True)
     typer.echo(f"{accounts.add_maintainer(email, password).email} is a maintainer")
+
+
+@hcp_app.command("unlock")
+@_account_errors
+def hcp_unlock(email: str = typer.Argument(..., help="The account's email.")):
+    """Lift the lock after repeated failed sign-ins (needed after 100 in a row)."""
+    _accounts().unlock(email, actor="cli")
+    typer.echo(f"{email} unlocked")
+
+
+@hcp_app.command("locked")
+@_account_errors
+def hcp_locked():
+    """Accounts whose sign-in is delayed or locked after failed attempts."""
+    rows = _accounts().locked()
+    for account, failures in rows:
+        typer.echo(f"{account.email}\t{failures} failed sign-ins in a row")
+    if not rows:
+        typer.echo("no locked accounts")
 
 
 cases_app = typer.Typer(help="Side-effect cases (pharmacovigilance): list, export, mark.", no_args_is_help=True)

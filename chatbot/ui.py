@@ -52,8 +52,8 @@ T = {
         "signout": "Sign out", "register_head": "### Register as a healthcare professional",
         "name": "Full name", "profession": "Profession", "country": "Country (two letters, e.g. NL)",
         "regnum": "Professional registration number (NL: BIG number, 11 digits)", "register": "Register",
-        "registered": "Thank you. Your registration is **{status}**.",
-        "registered_pending": " We will verify it against the professional register; you can sign in once it is approved.",
+        "registered": ("Thank you: your registration has been received. You can sign in as soon as it is verified "
+                       "against the professional register (at once when your number is on the extract we hold)."),
         "signed_in": "Signed in.", "signed_out": "Signed out.",
         "reindex": "Re-index corpus", "approve": "Approve", "reject": "Reject", "reason": "Reason for rejection",
         "pending_head": "### Pending HCP registrations", "feedback_head": "### Feedback",
@@ -84,8 +84,8 @@ T = {
         "signout": "Uitloggen", "register_head": "### Registreren als zorgprofessional",
         "name": "Volledige naam", "profession": "Beroep", "country": "Land (twee letters, bijv. NL)",
         "regnum": "Registratienummer (NL: BIG-nummer, 11 cijfers)", "register": "Registreren",
-        "registered": "Dank u. Uw registratie is **{status}**.",
-        "registered_pending": " Wij controleren deze in het beroepsregister; u kunt inloggen zodra zij is goedgekeurd.",
+        "registered": ("Dank u: uw registratie is ontvangen. U kunt inloggen zodra zij in het beroepsregister is "
+                       "gecontroleerd (meteen als uw nummer op het uittreksel staat dat wij hebben)."),
         "signed_in": "Ingelogd.", "signed_out": "Uitgelogd.",
         "reindex": "Corpus opnieuw indexeren", "approve": "Goedkeuren", "reject": "Afwijzen",
         "reason": "Reden van afwijzing", "pending_head": "### Registraties in afwachting",
@@ -498,16 +498,12 @@ def hcp_screen(app: App, shell: Shell) -> Screen:
         t = T[code(choice)]
         if app.accounts is None:
             return "Accounts are not available.", gr.skip()
-        try:
-            account = app.accounts.register(name=name or "", email=mail or "", profession=prof or "",
-                                             country=country or "", registration_number=number or "",
-                                             password=pw or "")
+        try:  # an email already registered gets the same answer as a new one (no account enumeration)
+            app.accounts.register(name=name or "", email=mail or "", profession=prof or "",
+                                  country=country or "", registration_number=number or "", password=pw or "")
         except AccountError as exc:
             return f"❌ {esc(str(exc))}", gr.skip()
-        text = t["registered"].format(status=account.status)
-        if account.status == "pending":
-            text += t["registered_pending"]
-        return text, ""
+        return t["registered"], ""
 
     register.click(do_register, inputs=[r_name, r_email, r_prof, r_country, r_number, r_password, shell.lang],
                    outputs=[reg_msg, r_password])
