@@ -19,6 +19,7 @@ from chatbot.config import Settings
 from chatbot.policy import load_glossary
 from tests.conftest import CORPUS
 from tests.test_accounts import Clock
+from tests.test_ui import browser  # noqa: F401  (the module-scoped chromium fixture)
 
 GLOSSARY = load_glossary(CORPUS)
 TERMS = load_case_terms(CORPUS)
@@ -192,3 +193,103 @@ def test_cases_commands(tmp_path, clock):
     trail = [(e.event, e.actor) for e in cases.accounts.audit()]
     assert trail.count(("cases.export", "cli")) == 3 and ("case.status", "cli") in trail
     assert trail.count(("cases.view", "cli")) == 2
+
+
+# --- the case flow in the real app: a real browser, then a SIGKILL ----------------------------------
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, built):
+    """The real app over the session's index (nothing indexed again), with its own data folder."""
+    from tests.appserver import AppServer
+
+    settings, _ = built
+    root = tmp_path_factory.mktemp("cases-app")
+    srv = AppServer(root, {"TRK_CORPUS_DIR": str(CORPUS), "TRK_INDEX_DIR": str(settings.index_dir)}).wait()
+    yield srv
+    if srv.proc.poll() is None:
+        srv.stop()
+
+
+def audit_events(server) -> list[str]:
+    return [line.split("\t")[1] for line in server.cli("audit").stdout.splitlines()]
+
+
+@pytest.mark.browser
+def test_report_contact_form_and_the_safety_teams_tab_in_the_browser(browser, server):  # noqa: F811
+    from tests.test_ui import ask, fill, serious_violations, sign_in, wait_text
+
+    context = browser.new_context(viewport={"width": 1200, "height": 1400}, locale="en-GB")
+    page = context.new_page()
+    try:
+        page.goto(server.url)
+        page.wait_for_selector("#question textarea", timeout=60000)
+        assert not page.locator("#contact-form").is_visible()
+        text = ask(page, "Since I started Vitrakvi I get dizzy every morning.")
+        assert "Reporting a side effect" in text and "Lareb" in text  # the reply came first, whole
+        assert page.locator("#contact-form").is_visible()
+        assert "optional" in page.locator("#contact-consent").inner_text()
+        fill(page, "contact-how", "anna@example.org")
+        page.click("#contact-send")
+        wait_text(page, "contact-message", "tick the box")  # no consent, nothing kept
+        page.locator("#contact-ok input").check()
+        page.click("#contact-send")
+        wait_text(page, "contact-message", "stored with your report")
+        problems = serious_violations(page, "contact form")
+        ask(page, "Sinds ik larotrectinib gebruik ben ik erg moe en misselijk.")
+        wait_text(page, "contact-consent", "vrijwillig")  # the consent text in the report's language
+
+        server.cli("maintainer", "add", "safety@example.org", "--password", "maintainer passphrase 1")
+        sign_in(page, "safety@example.org", "maintainer passphrase 1")
+        accounts = Accounts(f"sqlite:///{server.root / 'data' / 'accounts.sqlite3'}")
+        for n in range(5):  # someone else guesses at the account: it waits, and a maintainer sees it
+            with pytest.raises(AccountError, match="incorrect"):
+                accounts.sign_in("safety@example.org", f"wrong password {n}", client="203.0.113.9")
+        page.get_by_role("tab", name="Maintainer").click()
+        wait_text(page, "locked", "safety@example.org: 5 failed sign-ins in a row")
+        fill(page, "unlock-email", "safety@example.org")
+        page.click("#unlock")
+        wait_text(page, "unlock-message", "unlocked")
+
+        page.get_by_role("tab", name="Side-effect reports").click()
+        wait_text(page, "cases-table", "anna@example.org")
+        first = page.locator("#case-1").inner_text()
+        assert "larotrectinib" in first and "dizziness" in first and "new" in first and "anna@example.org" in first
+        assert "fatigue, nausea" in page.locator("#case-2").inner_text()
+        problems += serious_violations(page, "side-effect reports tab")
+        fill(page, "case-id", "1")
+        page.click("#case-mark")
+        wait_text(page, "case-message", "case 1: forwarded")
+        assert "forwarded" in page.locator("#case-1").inner_text()
+        fill(page, "case-id", "1")
+        page.click("#case-mark")  # forwarded -> forwarded: refused, saying why
+        wait_text(page, "case-message", "case 1 is forwarded: it can become closed, not forwarded")
+        page.click("#export-csv")
+        link = page.locator("#export-file a[href*='side-effect-cases-']").first
+        link.wait_for(timeout=30000)
+        exported = page.request.get(link.get_attribute("href")).text()
+        assert exported.startswith("id,received_at") and "anna@example.org" in exported and "forwarded" in exported
+        assert not problems, [(p["where"], p["id"], p["nodes"]) for p in problems]  # axe: none serious or critical
+    finally:
+        context.close()
+    trail = audit_events(server)
+    for event in ("case.received", "case.contact", "cases.view", "case.status", "cases.export", "account.unlock"):
+        assert event in trail, event
+    assert trail.count("case.received") == 2 and trail.count("signin.failure") == 5
+
+
+def test_a_report_survives_a_sigkill_right_after_its_reply(server):
+    """The case is committed before the reply leaves: kill -9 the app the moment the reply is in,
+    and a new process (the command line, as after a restart) finds the case."""
+    import os
+    import signal
+
+    from gradio_client import Client
+
+    message = "My daughter got a rash and a fever after starting Rozlytrek last week."
+    reply = Client(server.url, verbose=False).predict(message, [], "", api_name="/ask")
+    os.kill(server.proc.pid, signal.SIGKILL)
+    server.proc.wait(timeout=30)
+    assert reply["kind"] == "adverse_event"
+    found = [r for r in json.loads(server.cli("cases", "list", "--json").stdout) if r["message"] == message]
+    assert len(found) == 1 and found[0]["reply"] == reply["answer"]
+    assert found[0]["medicines"] == ["entrectinib"] and found[0]["reactions"] == ["fever", "rash or itching"]
+    assert found[0]["patient"] and found[0]["suspect_medicine"] and found[0]["suspected_reaction"]
