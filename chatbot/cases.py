@@ -26,7 +26,6 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 from sqlalchemy import DateTime, Float, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -108,17 +107,10 @@ def _words(terms) -> re.Pattern:
 
 
 def load_case_terms(corpus_dir: Path) -> CaseTerms:
-    from chatbot.corpus import CorpusError
+    from chatbot.corpus import CorpusError, load_yaml
 
     path = Path(corpus_dir) / "safety.yaml"
-    data: dict = {}
-    if path.exists():
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            raise CorpusError(path, f"malformed YAML ({getattr(exc, 'problem', exc)})",
-                              line=mark.line + 1 if mark else None) from None
+    data = load_yaml(path)
     by_lang = {}
     for key in ("patient", "unnamed_medicine"):
         value = data.get(key) or {}

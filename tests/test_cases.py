@@ -17,28 +17,18 @@ from chatbot.accounts import AccountError, Accounts, ValidationError, utcnow
 from chatbot.cases import CONSENT, CaseLog, Cases, assess, load_case_terms
 from chatbot.config import Settings
 from chatbot.policy import load_glossary
+from tests import test_accounts, test_ui
 from tests.conftest import CORPUS
-from tests.test_accounts import Clock
-from tests.test_ui import browser  # noqa: F401  (the module-scoped chromium fixture)
 
+# fixtures shared with the account and browser tests
+clock, accounts, browser = test_accounts.clock, test_accounts.accounts, test_ui.browser
 GLOSSARY = load_glossary(CORPUS)
 TERMS = load_case_terms(CORPUS)
 
 
 @pytest.fixture
-def clock():
-    return Clock()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def cases(request, tmp_path, clock):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'accounts.sqlite3'}"
-    else:
-        url = request.getfixturevalue("postgres").create_database(f"c{abs(hash(request.node.nodeid)) % 10**12}")
-    accounts = Accounts(url, clock=clock)
-    yield Cases(accounts)
-    accounts.engine.dispose()
+def cases(accounts):  # SQLite and PostgreSQL, as for the account tests
+    return Cases(accounts)
 
 
 def add(cases, message, language="en", audience="public", model_says=True):
@@ -214,7 +204,7 @@ def audit_events(server) -> list[str]:
 
 
 @pytest.mark.browser
-def test_report_contact_form_and_the_safety_teams_tab_in_the_browser(browser, server):  # noqa: F811
+def test_report_contact_form_and_the_safety_teams_tab_in_the_browser(browser, server):
     from tests.test_ui import ask, fill, serious_violations, sign_in, wait_text
 
     context = browser.new_context(viewport={"width": 1200, "height": 1400}, locale="en-GB")
