@@ -19,8 +19,10 @@ $(STAMP): pyproject.toml
 index: install
 	$(PY) -m chatbot index --if-missing
 
+# The chat UI and the API on 127.0.0.1:7860 (one process), the API over $(WORKERS) worker processes on 7861.
+WORKERS ?= 2
 run: install index
-	$(PY) app.py
+	$(PY) -m chatbot serve --workers $(WORKERS)
 
 # Browser tests drive Debian's chromium and check the pages with axe-core (an npm package, so node
 # and npm), and the scale-out tests start a PostgreSQL server; install whichever is missing from

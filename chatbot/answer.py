@@ -38,7 +38,6 @@ FOLLOW_UP_WEIGHT = 2.0  # the follow-up's own vector against the previous messag
 FOLLOW_UP_WORDS = 6  # a message with at most this many content words after an earlier one leans on it
 SAME_SENTENCE = 0.85  # two sentences this similar say the same thing: the answer keeps one
 MAX_SENTENCES = 4  # unless a list is asked for
-UNANSWERABLE_GATE = 0.9  # the gate's probability a question like those the texts do not answer must reach
 ALSO_ASKS = 0.15  # a side-effect report that is this likely a question too gets an answer as well
 
 
@@ -265,17 +264,16 @@ class Engine:
         qv = query_vector  # from here on the message is searched as read with its context
         if label == OUTLOOK:
             return Reply(policy.NO_ANSWER, msg(lang, "no_answer"), language=lang, generation=snap.name)
-        strict = None
+        # how sure the model is that no text answers it: the gate weighs that against what it finds
+        doubt = pred.proba.get(UNANSWERABLE)
         if label == UNANSWERABLE:
             # like questions the texts are known not to answer: answered only if a passage clearly does
             label = CLINICAL if pred.proba.get(CLINICAL, 0.0) > pred.proba.get(QUESTION, 0.0) else QUESTION
-            # (the surer the model is that no text answers it, the surer the gate must be that one does)
-            strict = min(0.99, max(UNANSWERABLE_GATE, pred.proba.get(UNANSWERABLE, 0.0) + 0.05))
         if label == ADVICE:
             return self._advice(snap, query, qv, lang, timings)
         if label == CLINICAL and role != HCP:
             return self._refusal(snap, query, qv, lang, timings)
-        return self._answer(snap, q, query, qv, lang, role, timings, clinical=label == CLINICAL, strict=strict)
+        return self._answer(snap, q, query, qv, lang, role, timings, clinical=label == CLINICAL, doubt=doubt)
 
     def _query(self, q: str, qv, history: list[str]):
         """The text to search with: a short message after an earlier one is read with it ("and in
@@ -292,18 +290,18 @@ class Engine:
         return query, (vec / np.linalg.norm(vec)).astype(np.float32)
 
     def _answer(self, snap: Snapshot, q: str, query: str, qv, lang: str, role: str, timings: dict,
-                clinical: bool = False, strict: float | None = None) -> Reply:
+                clinical: bool = False, doubt: float | None = None) -> Reply:
         # most clinical texts are in English (some in Dutch): a verified HCP's clinical question in
         # Dutch is looked up in both, the English texts first, the Dutch ones when they answer as well
         english_first = clinical and lang != "en"
         picked, used_lang = self._retrieve_and_pick(snap, query, qv, role, lang, timings, english_first=english_first,
-                                                    strict=strict)
+                                                    doubt=doubt)
         if not picked and query != q:
             # read as a follow-up it found nothing; it may stand on its own
             picked, used_lang = self._retrieve_and_pick(snap, q, self.embed(q), role, lang, timings,
-                                                        english_first=english_first, strict=strict)
+                                                        english_first=english_first, doubt=doubt)
         if not picked:
-            if role != HCP and self._hcp_would_answer(snap, query, qv, lang, strict):
+            if role != HCP and self._hcp_would_answer(snap, query, qv, lang, doubt):
                 # only the texts for professionals answer it: the refusal, not "I don't know"
                 return self._refusal(snap, query, qv, lang, timings)
             unknown = msg(lang, "no_answer_hcp" if role == HCP else "no_answer")
@@ -323,10 +321,10 @@ class Engine:
         hits = self.retriever.search(snap, query, qv, role, lang, {}, query_lang=lang)
         return f"{hits[0].chunk.doc_id} > {hits[0].chunk.heading}" if hits else ""
 
-    def _hcp_would_answer(self, snap: Snapshot, query: str, qv, lang: str, strict: float | None) -> bool:
+    def _hcp_would_answer(self, snap: Snapshot, query: str, qv, lang: str, doubt: float | None) -> bool:
         """Whether a passage for professionals answers what the public texts do not (for the policy
         decision only: nothing of it is shown)."""
-        picked, _ = self._retrieve_and_pick(snap, query, qv, HCP, lang, {}, strict=strict)
+        picked, _ = self._retrieve_and_pick(snap, query, qv, HCP, lang, {}, doubt=doubt)
         return bool(picked) and any(p.hit.chunk.audience == HCP for p in picked)
 
     # reply kinds ----------------------------------------------------------------------------
@@ -395,7 +393,7 @@ class Engine:
         return Reply(policy.ADVICE, text, citations, language=lang, generation=snap.name)
 
     # retrieval and composition ----------------------------------------------------------------
-    def _retrieve_and_pick(self, snap, query, qv, role, lang, timings, limit=None, english_first=False, strict=None):
+    def _retrieve_and_pick(self, snap, query, qv, role, lang, timings, limit=None, english_first=False, doubt=None):
         languages = [lang] + (["en"] if lang != "en" else [])
         if english_first:
             languages.reverse()
@@ -403,7 +401,7 @@ class Engine:
         if english_first and role == HCP:
             # a clinical text in the question's own language answers first where there is one (the
             # public texts of that language do not: they say less than the clinical ones)
-            own = self._search_and_pick(snap, query, qv, role, lang, lang, timings, limit, drugs, query, strict)
+            own = self._search_and_pick(snap, query, qv, role, lang, lang, timings, limit, drugs, query, doubt)
             if own and own[0].hit.chunk.audience == HCP:
                 return own, lang
         # a question about a medicine is first looked up in that medicine's passages, in either
@@ -415,18 +413,18 @@ class Engine:
                 if as_class:
                     q = self.glossary.without_drugs(q, self.glossary.class_name[lang])
                     v = self.embed(q)
-                picked = self._search_and_pick(snap, q, v, role, language, lang, timings, limit, drugs, query, strict)
+                picked = self._search_and_pick(snap, q, v, role, language, lang, timings, limit, drugs, query, doubt)
                 if picked:
                     return picked, language
         return [], lang
 
     def _search_and_pick(self, snap, q, v, role, language, query_lang, timings, limit, drugs=None,
-                         asked: str | None = None, strict: float | None = None) -> list[Picked]:
+                         asked: str | None = None, doubt: float | None = None) -> list[Picked]:
         hits = self.retriever.search(snap, q, v, role, language, timings, query_lang=query_lang)
         t = time.perf_counter()
         picked = self._pick(snap, hits, q, v, limit=limit, drugs=drugs, lang=query_lang)
         # what the passages must answer is the question as asked, medicines named
-        picked = picked if snap.gate.answers(snap, asked or q, query_lang, v, picked, at_least=strict) else []
+        picked = picked if snap.gate.answers(snap, asked or q, query_lang, v, picked, doubt=doubt) else []
         timings["compose_ms"] = timings.get("compose_ms", 0) + (time.perf_counter() - t) * 1000
         return picked
 

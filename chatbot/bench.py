@@ -328,6 +328,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def stop_process(proc: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM, and SIGKILL if it has not exited after `timeout` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def wait_for_http(url: str, proc: subprocess.Popen, timeout: float, name: str) -> None:
     """Return once `url` answers; raise if `proc` exits first or `timeout` seconds pass."""
     import urllib.request
@@ -345,39 +355,150 @@ def wait_for_http(url: str, proc: subprocess.Popen, timeout: float, name: str) -
             time.sleep(0.3)
 
 
-def _vm_hwm_mb(pid: int) -> float:
+def _vm_mb(pid: int, field: str = "VmHWM") -> float:
+    """A process's peak (VmHWM) or current (VmRSS) resident memory in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return round(int(line.split()[1]) / 1024, 1)
     return 0.0
 
 
-def load_test(settings: Settings, clients: tuple[int, ...] = (1, 8, 32), requests: int = 500,
-              seconds: float = 60.0, log=print) -> dict:
-    """Start the app, then drive its `ask` endpoint with concurrent gradio clients on loopback.
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 2)
 
-    Each level stops after `requests` answers or `seconds`, whichever comes first.
+
+def _health_pid(api_url: str) -> int | None:
+    """The pid of the process that answered /api/v1/health on a new connection, None if none did."""
+    import json
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{api_url}api/v1/health", timeout=2) as resp:
+            return json.load(resp)["pid"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+class ServeProcess:
+    """`python -m chatbot serve --workers N` on free loopback ports: the UI process on `ui_url`, the
+    API workers on `api_url` (the same URL with one worker)."""
+
+    def __init__(self, settings: Settings, workers: int, env: dict[str, str] | None = None, log_path=None):
+        port = free_port()
+        api_port = free_port() if workers > 1 else port
+        self.workers = workers
+        self.ui_url = f"http://127.0.0.1:{port}/"
+        self.api_url = f"http://127.0.0.1:{api_port}/"
+        env = {**os.environ, "TRK_HOST": "127.0.0.1", "TRK_PORT": str(port), "TRK_API_PORT": str(api_port),
+               "TRK_WORKERS": str(workers), "TRK_INDEX_DIR": str(settings.index_dir),
+               "TRK_CORPUS_DIR": str(settings.corpus_dir), "TRK_DATA_DIR": str(settings.data_dir),
+               **({"TRK_DATABASE_URL": settings.database_url} if settings.database_url else {}), **(env or {})}
+        self.log = open(log_path, "w") if log_path else subprocess.DEVNULL
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen([sys.executable, "-m", "chatbot", "serve"], env=env, cwd=PROJECT_ROOT,
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        self.worker_pids: set[int] = set()
+
+    def wait_for_workers(self, timeout: float = 180) -> float:
+        """Seconds from the start until every API worker has answered (each poll is a new connection,
+        which the kernel hands to any worker that is listening, that is: ready)."""
+        deadline = time.time() + timeout
+        while len(self.worker_pids) < self.workers:
+            if self.proc.poll() is not None:
+                raise RuntimeError("`chatbot serve` exited before its workers were ready")
+            if time.time() > deadline:
+                raise TimeoutError(f"{len(self.worker_pids)} of {self.workers} workers ready after {timeout} s")
+            pid = _health_pid(self.api_url)
+            if pid is None:
+                time.sleep(0.05)
+            else:
+                self.worker_pids.add(pid)
+        return round(time.perf_counter() - self.started, 2)
+
+    def wait_for_ui(self, timeout: float = 180) -> None:
+        wait_for_http(self.ui_url, self.proc, timeout, "the chat UI")
+
+    def ui_pid(self) -> int | None:
+        return _health_pid(self.ui_url)
+
+    def stop(self) -> None:
+        """SIGTERM to `serve`, which stops its workers and its UI process."""
+        stop_process(self.proc, 40)
+        if self.log is not subprocess.DEVNULL:
+            self.log.close()
+
+
+def load_test(settings: Settings, clients: tuple[int, ...] = (1, 8, 32), requests: int = 500,
+              seconds: float = 60.0, workers: int = 2, log=print) -> dict:
+    """Start `chatbot serve --workers N`, then at each level drive the REST API (the workers) and the
+    Gradio `ask` endpoint (the UI process), in turn, with concurrent clients on loopback.
+
+    Each level of each path stops after `requests` answers or `seconds`, whichever comes first. The
+    rate limit stays on, set out of reach, so its shared counter is part of what is measured.
     """
     questions = [r for r in load_gold(DEV) if r["question"]]
-    port = free_port()
-    env = {**os.environ, "TRK_PORT": str(port), "TRK_HOST": "127.0.0.1",
-           "TRK_INDEX_DIR": str(settings.index_dir), "TRK_CORPUS_DIR": str(settings.corpus_dir),
-           "TRK_DATA_DIR": str(settings.data_dir)}
-    url = f"http://127.0.0.1:{port}/"
-    proc = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "app.py")], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    out: dict = {}
+    server = ServeProcess(settings, workers, env={"TRK_API_ASKS_PER_MINUTE": str(10**9)})
+    out: dict = {"workers": workers, "rest": {}, "gradio": {}, "ratio": {}}
     try:
-        wait_for_http(url, proc, 120, "the app")
-        _client(url).predict("warm-up about TRK fusion cancer", [], "", api_name="/ask")
+        out["load_average_at_start"] = round(os.getloadavg()[0], 1)  # other work on the machine
+        out["workers_ready_s"] = server.wait_for_workers()
+        out["worker_start_cpu_s"] = sorted(_cpu_s(pid) for pid in server.worker_pids)
+        server.wait_for_ui()
+        rest, gradio = RestPath(server.api_url), GradioPath(server.ui_url)
+        for path in (rest, gradio):
+            path.ask(path.connect(), {"question": "warm-up about TRK fusion cancer"})
         for n in clients:
-            log(f"load: {n} concurrent clients ...")
-            out[str(n)] = _drive(url, questions, n, requests, seconds)
-        out["app_peak_rss_mb"] = _vm_hwm_mb(proc.pid)
+            log(f"load: {n} concurrent clients, REST then Gradio ...")
+            out["rest"][str(n)] = _drive(rest, questions, n, requests, seconds)
+            out["gradio"][str(n)] = _drive(gradio, questions, n, requests, seconds)
+            out["ratio"][str(n)] = round(out["rest"][str(n)]["answers_per_s"]
+                                         / max(out["gradio"][str(n)]["answers_per_s"], 0.1), 2)
+        out["worker_peak_rss_mb"] = sorted(_vm_mb(pid) for pid in server.worker_pids)
+        ui_pid = server.ui_pid()
+        out["ui_peak_rss_mb"] = _vm_mb(ui_pid) if ui_pid else None
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        server.stop()
     return out
+
+
+class RestPath:
+    """POST /api/v1/ask over one keep-alive connection per client (httpx)."""
+
+    name = "REST"
+
+    def __init__(self, url: str):
+        self.url = url
+
+    def connect(self):
+        import httpx
+
+        return httpx.Client(base_url=self.url, timeout=120)
+
+    def ask(self, client, row: dict) -> bool:
+        """A reply, or the 400/413 that a blank or too long question gets by design (the dev set has a
+        blank one; the Gradio path answers it with the kind "invalid")."""
+        resp = client.post("api/v1/ask", json={"question": row["question"], "history": row.get("history") or []})
+        if resp.status_code in (400, 413):
+            return resp.json().get("error") in ("empty_question", "question_too_long")
+        return resp.status_code == 200 and bool(resp.json().get("kind"))
+
+
+class GradioPath:
+    """The Gradio app's `ask` endpoint through gradio_client (join the queue, then stream the result)."""
+
+    name = "Gradio"
+
+    def __init__(self, url: str):
+        self.url = url
+
+    def connect(self):
+        return _client(self.url)
+
+    def ask(self, client, row: dict) -> bool:
+        reply = client.predict(row["question"], row.get("history") or [], "", api_name="/ask")
+        return isinstance(reply, dict) and bool(reply.get("kind"))
 
 
 def _client(url: str):
@@ -400,7 +521,7 @@ def _ssl_context():
     return ssl.create_default_context()
 
 
-def _drive(url: str, questions: list[dict], n: int, requests: int, seconds: float) -> dict:
+def _drive(path, questions: list[dict], n: int, requests: int, seconds: float) -> dict:
     """n client threads share a budget of `requests` answers and a deadline of `seconds`."""
     latencies: list[float] = []
     errors = [0]
@@ -418,8 +539,7 @@ def _drive(url: str, questions: list[dict], n: int, requests: int, seconds: floa
             row = rnd.choice(questions)
             t = time.perf_counter()
             try:
-                reply = client.predict(row["question"], row.get("history") or [], "", api_name="/ask")
-                ok = isinstance(reply, dict) and bool(reply.get("kind"))
+                ok = path.ask(client, row)
             except Exception:
                 ok = False
             with lock:
@@ -428,9 +548,9 @@ def _drive(url: str, questions: list[dict], n: int, requests: int, seconds: floa
                 else:
                     errors[0] += 1
 
-    # every client connects (fetches the app's config) before the clock starts
+    # every client connects (a gradio client fetches the app's config) before the clock starts
     with ThreadPoolExecutor(min(n, 8)) as pool:
-        clients = list(pool.map(lambda _: _client(url), range(n)))
+        clients = list(pool.map(lambda _: path.connect(), range(n)))
     start = threading.Event()
     threads = [threading.Thread(target=worker, args=(c, i)) for i, c in enumerate(clients)]
     for th in threads:
@@ -441,17 +561,21 @@ def _drive(url: str, questions: list[dict], n: int, requests: int, seconds: floa
     for th in threads:
         th.join()
     wall = time.perf_counter() - t0
-    for client in clients:  # idle clients keep a heartbeat stream open: not carried into the next level
+    for client in clients:  # idle gradio clients keep a heartbeat stream open: not carried into the next level
         client.close()
     return {"answers": len(latencies), "answers_per_s": round(len(latencies) / wall, 1), **_pct(latencies),
             "errors": errors[0]}
 
 
 def load_table(result: dict) -> str:
-    lines = ["clients  answers  answers/s   p50 ms   p95 ms   p99 ms  errors"]
-    for k, v in result.items():
-        if isinstance(v, dict):
-            lines.append(f"{k:>7} {v['answers']:>8} {v['answers_per_s']:>10} {v['p50']:>8} {v['p95']:>8} "
+    lines = [f"{result['workers']} API worker process(es) ready {result['workers_ready_s']} s after the start "
+             f"(load average {result['load_average_at_start']} then; CPU per worker until ready "
+             f"{', '.join(str(c) for c in result['worker_start_cpu_s'])} s); peak RSS per worker "
+             f"{', '.join(f'{m:.0f}' for m in result['worker_peak_rss_mb'])} MB, UI process {result['ui_peak_rss_mb']} MB",
+             "path    clients  answers  answers/s   p50 ms   p95 ms   p99 ms  errors"]
+    for name, key in (("REST", "rest"), ("Gradio", "gradio")):
+        for k, v in result[key].items():
+            lines.append(f"{name:<7}{k:>8} {v['answers']:>8} {v['answers_per_s']:>10} {v['p50']:>8} {v['p95']:>8} "
                          f"{v['p99']:>8} {v['errors']:>7}")
-    lines.append(f"app peak RSS: {result.get('app_peak_rss_mb')} MB")
+    lines.append("REST/Gradio answers/s: " + ", ".join(f"{k} clients {v}x" for k, v in result["ratio"].items()))
     return "\n".join(lines)

@@ -247,14 +247,32 @@ def load(
     clients: str = typer.Option("1,8,32", "--clients", help="Concurrency levels."),
     requests: int = typer.Option(500, "--requests", help="Answers per level at most."),
     seconds: float = typer.Option(60.0, "--seconds", help="Seconds per level at most."),
+    workers: int = typer.Option(2, "--workers", min=1, help="API worker processes to start."),
 ) -> None:
-    """Start the app and drive its `ask` endpoint with concurrent clients (loopback only)."""
+    """Start `serve --workers N` and drive the REST API and the Gradio `ask` endpoint in turn with
+    concurrent clients at each level (loopback only); prints both and their throughput ratio."""
     from chatbot import bench as b
 
     settings = Settings()
-    result = b.load_test(settings, tuple(int(x) for x in clients.split(",")), requests, seconds,
+    result = b.load_test(settings, tuple(int(x) for x in clients.split(",")), requests, seconds, workers,
                          log=lambda m: typer.echo(m, err=True))
     typer.echo(json.dumps(result, indent=2) if as_json else b.load_table(result))
+
+
+@app.command()
+def serve(
+    host: str | None = typer.Option(None, "--host", help="Address to listen on (default TRK_HOST, 127.0.0.1)."),
+    port: int | None = typer.Option(None, "--port", help="Port of the chat UI and the API (default TRK_PORT, 7860)."),
+    workers: int | None = typer.Option(None, "--workers", min=1,
+                                       help="API worker processes; above 1 they listen on --api-port."),
+    api_port: int | None = typer.Option(None, "--api-port", help="Port of the API workers (default port + 1)."),
+) -> None:
+    """Serve the chat UI and the REST API (/api/v1) under uvicorn, the API over N worker processes."""
+    from chatbot.server import serve as run
+
+    given = {"host": host, "port": port, "workers": workers, "api_port": api_port}
+    settings = Settings().model_copy(update={k: v for k, v in given.items() if v is not None})
+    run(settings, settings.workers)
 
 
 hcp_app = typer.Typer(help="Healthcare-professional accounts: verification and erasure.", no_args_is_help=True)

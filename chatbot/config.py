@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     ask_concurrency: int = Field(default=32, description="answers computed at once by one app process")
     host: str = "127.0.0.1"
     port: int = 7860
+    workers: int = Field(default=1, description="API worker processes; above 1 they serve on api_port")
+    api_port: int | None = Field(default=None, description="port of the API workers; port + 1 if unset")
+    api_asks_per_minute: int = Field(default=120, description="questions one client may ask the API a minute; 0 = no limit")
+    sign_ins_per_minute: int = Field(default=10, description="sign-in attempts one client may make a minute; 0 = no limit")
 
     @property
     def model_cache_dir(self) -> Path:

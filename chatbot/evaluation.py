@@ -165,14 +165,16 @@ def cross_validate(engine: Engine, folds: int = 5, limit: int | None = None) -> 
     utts, vecs = intent._ordered(gen.utterances, gen.utterance_embeddings)
     threshold = gen.meta.get("ae_threshold", 0.5)
     extra, extra_vectors = intent.passage_examples(gen)  # part of the texts: in every fold's training
-    X, y, groups = training.gate_pairs(engine.settings, engine.embedder, gen)
+    # the model's held-out doubt for each user's question, as index computes it for the gate's second stage
+    doubt = training.held_doubt(intent.held_out(utts, vecs, folds, passages=(extra, extra_vectors)))
+    X, y, groups, doubts = training.gate_pairs(engine.settings, engine.embedder, gen, doubt)
     out = CrossValidation()
     served = snap.intent, snap.gate
     try:
         for train, test in intent.split(utts, folds):
             held = {utts[i].family for i in test}
             keep = np.asarray([g not in held for g in groups], dtype=bool)
-            snap.gate = Gate.from_meta(training.fit_gate(X[keep], y[keep], groups[keep]))
+            snap.gate = Gate.from_meta(training.fit_gate(X[keep], y[keep], groups[keep], doubts[keep]))
             snap.intent = intent.fit([utts[i] for i in train] + extra, np.vstack([vecs[train], extra_vectors]),
                                      threshold)
             for i in test[:limit]:  # a quick look: the first `limit` of each fold (the data's key order)

@@ -5,6 +5,12 @@ A logistic regression over a few signals of one (question, picked passage) pair,
 the passage found for them belong to their section?) and in-scope questions the texts cannot
 answer or off-topic messages (nothing answers them). Its cut-off is chosen on held-out pairs for
 the precision of answered questions.
+
+What the reply-kind model thinks weighs in too: for a user's question, the gate's probability and
+the model's probability that no text answers such a question ("doubt") are combined by a second
+logistic regression, fitted by `index` on the labelled users' questions (both probabilities held
+out), with the cut-off that answers at least ``ANSWERED`` of the answerable ones and otherwise
+tells the two apart best (macro-F1).
 """
 
 from __future__ import annotations
@@ -41,6 +47,18 @@ def features(snap: Snapshot, query: str, lang: str, qv, picked) -> np.ndarray:
     ])
 
 
+def _logit(p):
+    p = np.clip(p, 1e-4, 1 - 1e-4)
+    return np.log(p / (1 - p))
+
+
+def doubt_features(gate_probability, doubt) -> np.ndarray:
+    """The second stage's inputs: the gate's log-odds and the model's doubt, both ways (rows)."""
+    g = np.atleast_1d(np.asarray(gate_probability, dtype=float))
+    d = np.atleast_1d(np.asarray(doubt, dtype=float))
+    return np.column_stack([_logit(g), np.log(d + 1e-4), np.log(1 - d + 1e-4)])
+
+
 @dataclass
 class Gate:
     coef: list[float] = field(default_factory=list)
@@ -48,12 +66,19 @@ class Gate:
     mean: list[float] = field(default_factory=list)
     scale: list[float] = field(default_factory=list)
     threshold: float = 0.5
+    doubt: dict = field(default_factory=dict)  # the second stage: coef, intercept, threshold
 
     @classmethod
     def from_meta(cls, meta: dict | None) -> Gate:
         if not meta:
             return cls()
-        return cls(meta["coef"], meta["intercept"], meta["mean"], meta["scale"], meta["threshold"])
+        return cls(meta["coef"], meta["intercept"], meta["mean"], meta["scale"], meta["threshold"],
+                   meta.get("doubt") or {})
+
+    def with_doubt(self, probability: float, doubt: float) -> float:
+        """The second stage: the gate's probability weighed against the model's doubt."""
+        z = float(doubt_features(probability, doubt)[0] @ np.asarray(self.doubt["coef"])) + self.doubt["intercept"]
+        return 1.0 / (1.0 + math.exp(-z))
 
     def probability(self, f: np.ndarray) -> float:
         if not self.coef:  # an index trained before the gate: the best sentence's similarity alone
@@ -61,10 +86,15 @@ class Gate:
         z = float(((f - np.asarray(self.mean)) / np.asarray(self.scale)) @ np.asarray(self.coef)) + self.intercept
         return 1.0 / (1.0 + math.exp(-z))
 
-    def answers(self, snap: Snapshot, query: str, lang: str, qv, picked, at_least: float | None = None) -> bool:
+    def answers(self, snap: Snapshot, query: str, lang: str, qv, picked, doubt: float | None = None) -> bool:
+        """Whether the picked sentences answer the question; ``doubt``: the reply-kind model's
+        probability that no text answers such a question (None: not asked, as for a report)."""
         if not picked:
             return False
-        return self.probability(features(snap, query, lang, qv, picked)) >= max(self.threshold, at_least or 0.0)
+        p = self.probability(features(snap, query, lang, qv, picked))
+        if doubt is not None and self.doubt:
+            return self.with_doubt(p, doubt) >= self.doubt["threshold"]
+        return p >= self.threshold
 
 
 class Recorder(Gate):
@@ -74,7 +104,7 @@ class Recorder(Gate):
         super().__init__()
         self.seen: list[tuple[np.ndarray, list]] = []
 
-    def answers(self, snap, query, lang, qv, picked, at_least=None) -> bool:
+    def answers(self, snap, query, lang, qv, picked, doubt=None) -> bool:
         if picked:
             self.seen.append((features(snap, query, lang, qv, picked), picked))
         return bool(picked)

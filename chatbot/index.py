@@ -35,7 +35,7 @@ PAGE = 2000
 # everything, like a change of model): sentences with title and section, chunks as their mean
 VECTORS = "sentences-titled/chunk-mean"
 # how the reply-kind model and the answer gate are trained (a change retrains on the next run)
-TRAINING = "intent-lr-char+minilm+nearest+passages/gate-lr/v2"
+TRAINING = "intent-lr-char+minilm+nearest+passages/gate-lr+doubt/v3"
 
 
 class IndexUnavailable(Exception):
@@ -564,7 +564,8 @@ def _train(settings: Settings, store: Store, gen: str, embedder) -> dict:
                       lambda: train_intent(generation))  # the passage questions are examples too
     trained.update(_cached(settings, [TRAINING, VECTORS, ident, messages, sorted(c.id for c in generation.chunks),
                                       sorted(generation.questions)],
-                           lambda: train_gate(settings, generation, embedder)))
+                           lambda: train_gate(settings, generation, embedder, trained.get("doubt"))))
+    trained.pop("doubt", None)  # a value per message: what the gate learned from it is kept instead
     trained["recipe"] = TRAINING
     # the serving model itself, so that serving processes load it rather than fit it
     intent.fit_generation(generation, trained.get("ae_threshold", 0.5), settings.model_cache_dir)

@@ -11,6 +11,8 @@
     wrong whatever is found.
   Its cut-off is the lowest at which the answered questions are right at least ``GATE_PRECISION``
   of the time, at that cut-off and every higher one.
+- The gate's second stage (``chatbot.gate``): on the users' questions, the gate's held-out
+  probability and the reply-kind model's held-out probability that no text answers the question.
 """
 
 from __future__ import annotations
@@ -19,13 +21,13 @@ import dataclasses
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import precision_recall_curve
+from sklearn.metrics import f1_score, precision_recall_curve
 from sklearn.model_selection import GroupKFold
 from sklearn.preprocessing import StandardScaler
 
 from chatbot import intent
 from chatbot.config import Settings
-from chatbot.gate import Recorder
+from chatbot.gate import Recorder, doubt_features
 from chatbot.index import Generation
 from chatbot.knowledge import CLINICAL, OUT_OF_SCOPE, QUESTION
 from chatbot.retrieval import HCP, PUBLIC, Snapshot
@@ -33,6 +35,7 @@ from chatbot.retrieval import HCP, PUBLIC, Snapshot
 FOLDS = 5
 GATE_PRECISION = 0.9
 MAX_NEGATIVES = 600
+ANSWERED = 0.95  # the second stage answers at least this share of the answerable questions (held out)
 SAME_QUESTION = 0.8
 
 
@@ -69,11 +72,14 @@ def _first_pick(engine, snap: Snapshot, text: str, vector, lang: str, role: str,
     return snap.gate.seen[0] if snap.gate.seen else None
 
 
-def gate_pairs(settings: Settings, embedder, generation: Generation):
-    """(features, right?, group) for every labelled pair (see the module's docstring)."""
+def gate_pairs(settings: Settings, embedder, generation: Generation, doubt: dict | None = None):
+    """(features, right?, group, doubt) for every labelled pair (see the module's docstring); doubt:
+    the reply-kind model's held-out probability that no text answers a user's question, by the
+    message's key (NaN for passage questions)."""
     engine = _engine(settings, embedder)
     chunks = {c.id: c for c in generation.chunks}
-    X, y, groups = [], [], []
+    X, y, groups, doubts = [], [], [], []
+    doubt = doubt or {}
     qs = generation.questions
     sections = [(chunks[cid].doc_id, chunks[cid].heading) for cid, _, _ in qs]
     # a section answers a question when it is the question's own or has a question that says the same
@@ -107,6 +113,7 @@ def gate_pairs(settings: Settings, embedder, generation: Generation):
             X.append(f)
             y.append(1)
             groups.append(f"{sections[i][0]}#{sections[i][1]}")
+            doubts.append(np.nan)
     snap = _snapshot(generation)
     # users' own questions: answerable unless marked otherwise; off-topic messages never are
     asked = [(u, v) for u, v in zip(generation.utterances, generation.utterance_embeddings)
@@ -120,22 +127,50 @@ def gate_pairs(settings: Settings, embedder, generation: Generation):
             X.append(found[0])
             y.append(int(u.answerable and u.label != OUT_OF_SCOPE))
             groups.append(u.family)
-    return np.asarray(X), np.asarray(y), np.asarray(groups)
+            doubts.append(doubt.get(u.key, np.nan))
+    return np.asarray(X), np.asarray(y), np.asarray(groups), np.asarray(doubts, dtype=float)
 
 
-def fit_gate(X: np.ndarray, y: np.ndarray, groups: np.ndarray) -> dict:
+def _held_out_proba(X: np.ndarray, y: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Each pair scored by a logistic regression fitted without its group."""
+    oof = np.zeros(len(y))
+    for train, test in GroupKFold(n_splits=FOLDS).split(X, y, groups):
+        oof[test] = LogisticRegression(C=1.0, max_iter=2000).fit(X[train], y[train]).predict_proba(X[test])[:, 1]
+    return oof
+
+
+def fit_doubt(gate_oof: np.ndarray, doubt: np.ndarray, y: np.ndarray, groups: np.ndarray) -> dict:
+    """The second stage, on the users' questions: weights, and the cut-off that answers at least
+    ``ANSWERED`` of the answerable ones and, among those, tells them apart best."""
+    X = doubt_features(gate_oof, doubt)
+    oof = _held_out_proba(X, y, groups)
+    cuts = np.unique(np.round(oof, 3))
+    reach = [c for c in cuts if (oof[y == 1] >= c).mean() >= ANSWERED] or [float(cuts.min())]
+    threshold = max(reach, key=lambda c: (f1_score(y, (oof >= c).astype(int), average="macro"), -c))
+    clf = LogisticRegression(C=1.0, max_iter=2000).fit(X, y)
+    answered = oof >= threshold
+    return {"coef": clf.coef_[0].tolist(), "intercept": float(clf.intercept_[0]), "threshold": float(threshold),
+            "held_out": {"questions": int(len(y)), "answerable": int(y.sum()),
+                         "answerable_answered": round(float(answered[y == 1].mean()), 3),
+                         "unanswerable_refused": round(float((~answered[y == 0]).mean()), 3)
+                         if (y == 0).any() else None}}
+
+
+def fit_gate(X: np.ndarray, y: np.ndarray, groups: np.ndarray, doubt: np.ndarray | None = None) -> dict:
     scaler = StandardScaler().fit(X)
     Z = scaler.transform(X)
-    oof = np.zeros(len(y))
-    for train, test in GroupKFold(n_splits=FOLDS).split(Z, y, groups):
-        clf = LogisticRegression(C=1.0, max_iter=2000).fit(Z[train], y[train])
-        oof[test] = clf.predict_proba(Z[test])[:, 1]
+    oof = _held_out_proba(Z, y, groups)
     precision, recall, thr = precision_recall_curve(y, oof)
     bad = np.flatnonzero(precision[:-1] < GATE_PRECISION)
     threshold = float(thr[bad[-1] + 1]) if bad.size and bad[-1] + 1 < len(thr) else float(thr[0]) if not bad.size else 1.01
     clf = LogisticRegression(C=1.0, max_iter=2000).fit(Z, y)
     answered = oof >= threshold
+    second = {}
+    asked = ~np.isnan(doubt) if doubt is not None else np.zeros(len(y), dtype=bool)
+    if asked.sum() >= FOLDS * 4 and len(set(y[asked].tolist())) == 2:
+        second = fit_doubt(oof[asked], doubt[asked], y[asked], groups[asked])
     return {
+        "doubt": second,
         "coef": clf.coef_[0].tolist(), "intercept": float(clf.intercept_[0]),
         "mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist(), "threshold": threshold,
         "held_out": {"pairs": int(len(y)), "right": int(y.sum()), "answered": int(answered.sum()),
@@ -155,13 +190,23 @@ def train_intent(generation: Generation) -> dict:
         ae = labels == intent.ADVERSE_EVENT
         out["intent_held_out"] = {"accuracy": round(float((pred == labels).mean()), 3),
                                   "ae_recall": round(float((pred[ae] == labels[ae]).mean()) if ae.any() else 0.0, 3)}
+        out["doubt"] = held_doubt(held)
     return out
 
 
-def train_gate(settings: Settings, generation: Generation, embedder) -> dict:
+def held_doubt(held: intent.HeldOut) -> dict:
+    """Each user's question (no history) -> the held-out probability that no text answers it."""
+    if intent.UNANSWERABLE not in held.classes:
+        return {}
+    col = held.classes.index(intent.UNANSWERABLE)
+    return {u.key: float(p) for u, p in zip(held.utterances, held.proba[:, col])
+            if not u.history and u.label in (QUESTION, CLINICAL)}
+
+
+def train_gate(settings: Settings, generation: Generation, embedder, doubt: dict | None = None) -> dict:
     out: dict = {}
     if generation.questions and generation.utterances:
-        X, y, groups = gate_pairs(settings, embedder, generation)
+        X, y, groups, doubts = gate_pairs(settings, embedder, generation, doubt)
         if len(set(y.tolist())) == 2:
-            out["gate"] = fit_gate(X, y, groups)
+            out["gate"] = fit_gate(X, y, groups, doubts)
     return out

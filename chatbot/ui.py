@@ -8,7 +8,6 @@ Every request re-checks the session token server-side; the role never comes from
 
 from __future__ import annotations
 
-import gc
 import html
 import importlib.util
 import os
@@ -16,7 +15,6 @@ import re
 import secrets
 import sys
 import tempfile
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -28,19 +26,11 @@ os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "1000")
 
 import gradio as gr  # noqa: E402
 
-from chatbot.accounts import (
-    HARD_LOCK_AFTER,
-    PROFESSIONS,
-    AccountError,
-    Accounts,
-    StorageUnavailable,
-    ValidationError,
-)
-from chatbot.answer import Engine, Reply, reply_error
-from chatbot.cases import CONSENT, CaseLog, Cases
-from chatbot.config import Settings
-from chatbot.index import IndexUnavailable, build_index, index_status
-from chatbot.policy import detect_language
+from chatbot.accounts import HARD_LOCK_AFTER, PROFESSIONS, AccountError, ValidationError
+from chatbot.answer import Reply
+from chatbot.cases import CONSENT, Cases
+from chatbot.index import build_index, index_status
+from chatbot.service import App
 
 LANGS = {"English": "en", "Nederlands": "nl"}
 T = {
@@ -317,39 +307,15 @@ def code(choice) -> str:
     return LANGS.get(choice, "en")
 
 
-class App:
-    """The objects behind the UI, shared by all sessions; no per-user state lives here."""
+def client_address(request: gr.Request | None) -> str:
+    return request.client.host if request is not None and request.client else ""
 
-    def __init__(self, settings: Settings, engine: Engine, accounts: Accounts | None):
-        self.settings = settings
-        self.engine = engine
-        self.accounts = accounts
-        self._reindex_lock = threading.Lock()
 
-    def account(self, token):
-        if self.accounts is None or not token:
-            return None
-        try:
-            return self.accounts.session(token)
-        except AccountError:
-            return None
-
-    def role(self, token) -> str:
-        account = self.account(token)
-        return "hcp" if account is not None and account.is_hcp else "public"
-
-    def ask(self, question: str, history: list[str], token) -> Reply:
-        role = self.role(token)  # re-checked on every question
-        try:
-            reply = self.engine.ask(question, history, role)
-        except IndexUnavailable:
-            return reply_error(detect_language(question or ""))
-        if reply.kind in ("no_answer", "out_of_scope") and self.accounts is not None:
-            try:  # kept for the maintainers' review, without who asked; never fails the answer
-                self.accounts.add_unanswered(question, reply.kind, reply.language, reply.nearest)
-            except AccountError:
-                pass
-        return reply
+def check_rate(app: App, request: gr.Request | None) -> None:
+    """The REST API's per-client limit on questions holds in the chat too (the same counter)."""
+    wait = app.wait_to_ask(client_address(request))
+    if wait:
+        raise gr.Error(f"Too many questions from your connection; please try again in {wait} seconds.")
 
 
 @dataclass
@@ -406,8 +372,9 @@ def build(app: App, browser_secret: str | None = None) -> gr.Blocks:
             event.then(refresh, inputs=[token, lang], outputs=[status, maint.tab])
 
         # API: the same JSON as `python -m chatbot ask --json` -------------------------------------
-        def ask(question: str, history: list[str], session_token: str) -> dict:
+        def ask(question: str, history: list[str], session_token: str, request: gr.Request) -> dict:
             """Answer a question; without a valid session token the caller is public."""
+            check_rate(app, request)
             hist = [h for h in (history or []) if isinstance(h, str)]
             return app.ask(question if isinstance(question, str) else "", hist, session_token).to_json()
 
@@ -448,7 +415,8 @@ def chat_screen(app: App, shell: Shell) -> Screen:
         return [f"**{esc(head)}**"] + [gr.update(value=q, visible=True) for q in qs] + \
             [gr.update(visible=False)] * (len(nexts) - len(qs))
 
-    def respond(question, chat, asked, meta_map, tok, choice):
+    def respond(question, chat, asked, meta_map, tok, choice, request: gr.Request):
+        check_rate(app, request)
         question = question if isinstance(question, str) else ""
         reply = app.ask(question, list(asked), tok)
         shown_lang = reply.language if reply.kind != "invalid" else code(choice)
@@ -540,9 +508,12 @@ def hcp_screen(app: App, shell: Shell) -> Screen:
         reg_msg = gr.Markdown("", elem_id="register-message")
 
     def do_signin(mail, pw, choice, request: gr.Request):
-        client = request.client.host if request is not None and request.client else ""
+        client = client_address(request)
         if app.accounts is None:
             return "", "Accounts are not available.", ""
+        wait = app.wait_to_sign_in(client)
+        if wait:
+            return "", f"Too many sign-in attempts; please try again in {wait} seconds.", ""
         try:
             tok, _ = app.accounts.sign_in(mail or "", pw or "", client=client)
         except AccountError as exc:
@@ -808,21 +779,6 @@ def cases_table(rows: list[dict]) -> str:
             f"<thead>{head}</thead><tbody>{''.join(body)}</tbody></table></div>")
 
 
-def create(settings: Settings | None = None, embedder=None) -> tuple[App, gr.Blocks]:
-    from chatbot.embedding import load_embedder
-
-    settings = settings or Settings()
-    embedder = embedder or load_embedder(settings)
-    try:
-        accounts = Accounts(settings.db_url)
-    except StorageUnavailable:
-        accounts = None  # the public chat keeps working without the accounts database
-    # side-effect reports go to the same database (or, while it is away, to the JSONL file)
-    engine = Engine(settings, embedder, cases=CaseLog(settings, accounts))
-    app = App(settings, engine, accounts)
-    return app, build(app, settings.browser_secret)
-
-
 def skip_missing_matplotlib() -> None:
     """Gradio imports matplotlib before and after every event, to switch its plotting backend.
     Without matplotlib installed each attempt fails only after searching every sys.path entry, on
@@ -832,16 +788,11 @@ def skip_missing_matplotlib() -> None:
         sys.modules["matplotlib"] = None
 
 
-def main() -> None:
+def mount_ui(root, app: App) -> None:
+    """The chat UI at / of the FastAPI application `root`. Gradio's queue lives in this process, so
+    the UI is served by one process (see `chatbot.server`)."""
     skip_missing_matplotlib()
-    settings = Settings()
-    _, demo = create(settings)
-    # Everything built so far (model session, Gradio blocks, Chroma client) lives as long as the
-    # process: keep it out of the collector's full passes, whose pauses stall every request at
-    # once (measured: 32 clients' p95 600-690 ms without, 450-510 ms with).
-    gc.collect()
-    gc.freeze()
-    demo.queue(default_concurrency_limit=16).launch(
-        server_name=settings.host, server_port=settings.port, share=False, css=CSS, js=JS, theme=THEME,
-        footer_links=["api"], show_error=False,
-    )
+    demo = build(app, app.settings.browser_secret)
+    demo.queue(default_concurrency_limit=16)
+    gr.mount_gradio_app(root, demo, path="/", css=CSS, js=JS, theme=THEME, footer_links=["api"],
+                        show_error=False)

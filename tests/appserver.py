@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from chatbot.bench import free_port, wait_for_http
+from chatbot.bench import free_port, stop_process, wait_for_http
 from chatbot.config import PROJECT_ROOT
 
 
@@ -37,9 +37,5 @@ class AppServer:
                               text=True, timeout=120, check=True)
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop_process(self.proc, 20)
         self.log.close()

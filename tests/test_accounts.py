@@ -481,3 +481,21 @@ def test_unlock_commands(tmp_path):
     assert again.exit_code == 1 and "anna@example.org is not locked" in again.output
     assert "no locked accounts" in runner.invoke(app, ["hcp", "locked"], env=env).output
     assert ("account.unlock", "cli") in [(e.event, e.actor) for e in accounts.audit()]
+
+
+def test_rate_counters_are_shared_by_processes_and_start_again_each_window(accounts, clock):
+    from sqlalchemy import func, select
+
+    from chatbot.accounts import RateCounter
+
+    other = Accounts(accounts.engine.url.render_as_string(hide_password=False), clock=clock)  # another process
+    minute = dt.timedelta(minutes=1)
+    clock.now = dt.datetime(2026, 11, 25, 9, 0, 10)
+    assert [a.count_request("ask:192.0.2.1", 3, minute) for a in (accounts, other, accounts)] == [0, 0, 0]
+    assert other.count_request("ask:192.0.2.1", 3, minute) == 50.0  # the fourth: 50 s until 9:01
+    assert accounts.count_request("ask:192.0.2.2", 3, minute) == 0  # another client counts apart
+    clock.advance(seconds=50)
+    assert accounts.count_request("ask:192.0.2.1", 3, minute) == 0  # a new window
+    with accounts.Session() as s:  # the windows that are over were removed
+        assert s.scalar(select(func.count()).select_from(RateCounter)) == 1
+    other.engine.dispose()

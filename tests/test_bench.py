@@ -39,14 +39,19 @@ def test_bench_reports_every_figure_and_the_baseline(tmp_path):
 
 
 @pytest.mark.slow
-def test_load_drives_the_app_with_concurrent_gradio_clients(built):
-    settings, _ = built
-    result = bench.load_test(settings, clients=(1, 3), requests=12, seconds=60, log=lambda *_: None)
-    for level in ("1", "3"):
-        assert result[level]["answers"] == 12 and result[level]["errors"] == 0
-        assert 0 < result[level]["p50"] <= result[level]["p95"] <= result[level]["p99"]
-    assert result["app_peak_rss_mb"] > 100
-    assert "app peak RSS" in bench.load_table(result)
+def test_load_drives_rest_and_gradio_in_the_same_run(built):
+    settings, _ = built  # one process (the suite starts its one multi-worker server in test_api)
+    result = bench.load_test(settings, clients=(1, 3), requests=12, seconds=60, workers=1, log=lambda *_: None)
+    for path in ("rest", "gradio"):
+        for level in ("1", "3"):
+            assert result[path][level]["answers"] == 12 and result[path][level]["errors"] == 0, (path, level)
+            assert 0 < result[path][level]["p50"] <= result[path][level]["p95"] <= result[path][level]["p99"]
+    assert set(result["ratio"]) == {"1", "3"}
+    assert result["ratio"]["3"] == round(result["rest"]["3"]["answers_per_s"] / result["gradio"]["3"]["answers_per_s"], 2)
+    assert result["workers_ready_s"] > 0 and len(result["worker_peak_rss_mb"]) == 1
+    assert result["worker_peak_rss_mb"][0] > 100 and result["ui_peak_rss_mb"] > 100
+    text = bench.load_table(result)
+    assert "REST/Gradio answers/s" in text and "3 clients" in text
 
 
 def test_embedded_tokens_counts_what_the_model_reads(tmp_path):

@@ -139,3 +139,23 @@ def test_a_report_that_also_asks_is_logged_then_answered(engine):
     assert reply.kind == "adverse_event" and "weight gain" in reply.answer.lower()
     case = next(r for r in engine.cases.cases().list(actor="test") if "8 kg" in r["message"])
     assert case["audience"] == "hcp" and case["medicines"] == ["entrectinib"] and case["reply"] == reply.answer
+
+
+def test_a_fitted_model_is_kept_on_disk_and_loaded_as_it_was(built, tmp_path, monkeypatch):
+    from chatbot.index import Store
+
+    settings, _ = built
+    g = Store(settings).read_current()
+    sample = sorted(g.utterances, key=lambda u: u.key)[:200]
+    vectors = g.utterance_embeddings[[g.utterances.index(u) for u in sample]]
+    monkeypatch.setattr(intent, "_FITTED", {})
+    fitted = intent.fit_cached(sample, vectors, 0.5, tmp_path)
+    assert [p.name for p in tmp_path.glob("*.joblib")] == [f"{intent._model_key(sample, vectors, 0.5)}.joblib"]
+    fits = []
+    monkeypatch.setattr(intent, "fit", lambda *a: fits.append(a) or fitted)
+    monkeypatch.setattr(intent, "_FITTED", {})  # a new process: loads, does not fit
+    loaded = intent.fit_cached(sample, vectors, 0.5, tmp_path)
+    texts = ["What is TRK fusion cancer?", "Ik kreeg uitslag op mijn armen van de tabletten"]
+    assert not fits and np.array_equal(fitted.proba(texts, vectors[:2]), loaded.proba(texts, vectors[:2]))
+    intent.fit_cached(sample, vectors * 0.5, 0.5, tmp_path)  # other vectors (another model): not that file
+    assert len(fits) == 1 and len(list(tmp_path.glob("*.joblib"))) == 2
