@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
 import hashlib
 import json
 import re
@@ -35,16 +36,28 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-SCHEMA_VERSION = 3  # 2: unanswered questions, for the maintainers' review; 3: rate-limit counters
+SCHEMA_VERSION = 4  # 2: unanswered questions; 3: rate-limit counters; 4: side-effect cases, sign-in throttling by email
 PROFESSIONS = ("physician", "pharmacist", "nurse_specialist", "other")
 STATUSES = ("pending", "verified", "rejected", "disabled", "maintainer")
 IDLE_EXPIRY = dt.timedelta(hours=12)
 ABSOLUTE_EXPIRY = dt.timedelta(days=7)
-LOCK_AFTER = 5
-LOCK_FOR = dt.timedelta(minutes=15)
+# Throttling (ASVS 5.0 6.3.1, NIST SP 800-63B-4 3.2.2): growing delays, never a lock that another
+# person's attempts keep renewing. Per email address (whether or not it has an account, so the
+# delays tell nothing about who is registered): the first FREE_FAILURES consecutive failures cost
+# nothing, then each one makes the next attempt wait 1, 2, 4 ... seconds, at most MAX_DELAY;
+# attempts during a wait are refused unchecked and neither count nor extend it; a client that has
+# signed in to the account before is not held by its delay. After HARD_LOCK_AFTER consecutive
+# failures only a maintainer can unlock it. Per client (address): FREE_CLIENT_FAILURES failures
+# within CLIENT_WINDOW are free, then the same growing delays.
+FREE_FAILURES = 5
+FREE_CLIENT_FAILURES = 10
+MAX_DELAY = dt.timedelta(minutes=15)
+HARD_LOCK_AFTER = 100
 CLIENT_WINDOW = dt.timedelta(minutes=15)
-CLIENT_MAX_FAILURES = 30
+MIN_PASSWORD = 15  # NIST SP 800-63B-4 3.1.1.2: at least 15 characters for a password-only account
 LIMITS = {"name": 200, "email": 254, "registration_number": 32, "password": 256, "reason": 500}
+MAX_SIGN_IN_INPUT = 4096  # longer input is refused unchecked (never truncated and compared)
+PRODUCT_WORDS = ("trk", "trkassistant", "trkassistent")  # context words: the service's name
 # Registration number formats per country, with the wording a user sees when it does not fit.
 REG_FORMATS = {
     "NL": (r"\d{11}", "a BIG number is 11 digits"),
@@ -53,12 +66,6 @@ REG_FORMATS = {
     "GB": (r"\d{7}", "a GMC/GPhC number is 7 digits"),
     "FR": (r"\d{11}", "an RPPS number is 11 digits"),
 }
-COMMON_PASSWORDS = set("""
-123456789012 1234567890123 password1234 password12345 passwordpassword qwertyuiopas qwertyuiop12
-iloveyou1234 welcome12345 welkom123456 wachtwoord12 wachtwoord123 administrator letmein12345
-abcdefghijkl 111111111111 000000000000 123123123123 trustno1trustno1 football1234 monkey123456
-changeme1234 passw0rd1234 p@ssw0rd1234 qwerty123456 azertyuiop12 summer2024!! sunshine1234
-""".split())
 EMAIL_RE = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 
 
@@ -128,6 +135,24 @@ class RegisterEntry(Base):
     registration_number: Mapped[str] = mapped_column(String(32), primary_key=True)
     surname: Mapped[str] = mapped_column(String(200))
     profession: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+
+class SignInThrottle(Base):
+    """Consecutive sign-in failures per email address (by hash, with or without an account)."""
+
+    __tablename__ = "signin_throttle"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    locked_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class KnownClient(Base):
+    """A client (address) that has signed in to an account: not held by that account's delay."""
+
+    __tablename__ = "known_clients"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime)
 
 
 class ClientFailure(Base):
@@ -219,6 +244,26 @@ def _hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _email_key(email: str) -> str:
+    """The throttling key of an email address (a hash: an erased account leaves no address behind)."""
+    return hashlib.sha256(b"signin:" + normalise_email(email).encode()).hexdigest()
+
+
+def _known_key(email_key: str, client: str) -> str:
+    return hashlib.sha256(f"{email_key}:{client}".encode()).hexdigest()
+
+
+def _seconds(wait: dt.timedelta) -> int:
+    return max(1, int(wait.total_seconds() + 0.999))
+
+
+class _Refused(Exception):
+    """Carries an AuthError out of a transaction that must still be committed (its failure counts)."""
+
+    def __init__(self, error: AuthError):
+        self.error = error
+
+
 def _subject(user_id: int | None) -> str:
     return f"account:{user_id}" if user_id else "-"
 
@@ -249,16 +294,56 @@ def validate_registration_number(country: str, number: str) -> str:
     return compact
 
 
-def validate_password(password, email: str = "") -> str:
+@functools.cache
+def common_passwords() -> frozenset[str]:
+    """The 30,000 most common passwords of zxcvbn's list (the PyPI package ``zxcvbn``, shipped with
+    it: nothing is downloaded)."""
+    from zxcvbn.frequency_lists import FREQUENCY_LISTS
+
+    return frozenset(FREQUENCY_LISTS["passwords"])
+
+
+def _compact(text: str) -> str:
+    return re.sub(r"[\W_]+", "", _fold(text))
+
+
+def context_words(email: str = "", name: str | None = None) -> set[str]:
+    """Words a password must not contain: the service's name, and the parts of the user's name and
+    email address (of 4 letters or more; the email's top-level domain is left out)."""
+    local, _, domain = normalise_email(email).partition("@")
+    parts = re.split(r"[\W_]+", _fold(local)) + re.split(r"[\W_]+", _fold(domain))[:-1]
+    parts += re.split(r"[\W_]+", _fold(name or ""))
+    return set(PRODUCT_WORDS) | {w for w in parts if len(w) >= 4}
+
+
+def _is_common(password: str) -> bool:
+    common = common_passwords()
+    low, compact = password.lower(), _compact(password)
+    core = re.sub(r"^[\d\W_]+|[\d\W_]+$", "", low)  # "Password2024!!!" -> "password"
+    repeated = re.fullmatch(r"(.+?)\1+", compact)  # "qwertyqwertyqwerty"
+    return (low in common or compact in common or core in common or len(set(compact or low)) <= 2
+            or (repeated is not None and (repeated.group(1) in common or len(repeated.group(1)) <= 3)))
+
+
+def validate_password(password, email: str = "", name: str | None = None) -> str:
+    """A new password: 15 to 256 characters (counted after Unicode NFKC normalisation, as stored),
+    any characters, no composition rules; not one of the most common passwords, and without the
+    service's name or the user's name or email in it. Returns the normalised password."""
     if not isinstance(password, str) or not password:
         raise ValidationError("password", "is required")
+    password = unicodedata.normalize("NFKC", password)
     if len(password) > LIMITS["password"]:
-        raise ValidationError("password", f"is too long (at most {LIMITS['password']} characters)")
-    if len(password) < 12:
-        raise ValidationError("password", f"must be at least 12 characters (it has {len(password)})")
-    low = password.lower()
-    if low in COMMON_PASSWORDS or len(set(low)) <= 2 or (email and low.startswith(email.split("@")[0].lower())):
-        raise ValidationError("password", "is too common or too easy to guess; choose another")
+        raise ValidationError("password", f"is too long ({len(password)} characters; at most {LIMITS['password']})")
+    if len(password) < MIN_PASSWORD:
+        raise ValidationError("password", f"must be at least {MIN_PASSWORD} characters (it has {len(password)}); "
+                                          "a few unrelated words make a good one")
+    if _is_common(password):
+        raise ValidationError("password", "is one of the most common passwords, or made from one; choose another")
+    compact = _compact(password)
+    found = sorted(w for w in context_words(email, name) if w in compact)
+    if found:
+        raise ValidationError("password", f"must not contain '{found[0]}' (the service's name or part of your "
+                                          "name or email address); choose another")
     return password
 
 
@@ -296,6 +381,8 @@ class Accounts:
     # schema ----------------------------------------------------------------------------------
     def migrate(self) -> None:
         """Create or upgrade the schema; records the version so later releases can migrate."""
+        import chatbot.cases  # noqa: F401  (its tables live in this database too)
+
         try:
             Base.metadata.create_all(self.engine)
             with self.Session.begin() as s:
@@ -316,7 +403,13 @@ class Accounts:
 
     # registration and verification ----------------------------------------------------------
     def register(self, *, name: str, email: str, profession: str, country: str,
-                 registration_number: str, password: str) -> Account:
+                 registration_number: str, password: str) -> Account | None:
+        """A new, pending (or, when the register extract matches, verified) account.
+
+        An email that is already registered gets no error: the caller answers as for a new
+        registration (no account enumeration, ASVS 5.0 6.3.8), the same work is done (the password
+        is hashed), the existing account is left as it was, and None is returned.
+        """
         name = _text("name", name)
         email_n = normalise_email(_text("email", email))
         if not EMAIL_RE.match(email_n):
@@ -327,12 +420,13 @@ class Accounts:
         if not re.fullmatch(r"[A-Z]{2}", country):
             raise ValidationError("country", "must be a two-letter country code, e.g. NL")
         number = validate_registration_number(country, registration_number)
-        validate_password(password, email_n)
-        pw_hash = self.hasher.hash(password)
+        pw_hash = self.hasher.hash(validate_password(password, email_n, name))
         try:
             with self._tx() as s:
-                if s.scalar(select(User.id).where(User.email == email_n)):
-                    raise ValidationError("email", "is already registered; sign in or reset your password")
+                existing = s.scalar(select(User.id).where(User.email == email_n))
+                if existing:
+                    self._audit(s, "register.existing_email", "-", _subject(existing))
+                    return None
                 user = User(email=email_n, name=name, profession=profession, country=country,
                             registration_number=number, password_hash=pw_hash, status="pending",
                             created_at=self.clock())
@@ -344,7 +438,7 @@ class Accounts:
                     self._decide(s, user, "verified", "register-import")
                 return _account(user)
         except IntegrityError:
-            raise ValidationError("email", "is already registered; sign in or reset your password") from None
+            return None  # registered at the same moment by another request: answered alike
         except OperationalError as exc:
             raise StorageUnavailable("accounts database unavailable; please try again later") from exc
 
@@ -447,7 +541,7 @@ class Accounts:
             if user is None:
                 if not EMAIL_RE.match(email_n):
                     raise ValidationError("email", "is not a valid email address")
-                validate_password(password, email_n)
+                password = validate_password(password, email_n)  # the name is a placeholder here
                 # a maintainer-only account can sign in and re-index, but is not an HCP
                 user = User(email=email_n, name=_text("name", name), profession="other", country="NL",
                             registration_number="-", password_hash=self.hasher.hash(password),
@@ -459,53 +553,81 @@ class Accounts:
             return _account(user)
 
     # sign-in and sessions ---------------------------------------------------------------------
-    def _client_blocked(self, s: Session, client: str, now: dt.datetime) -> bool:
+    @staticmethod
+    def _delay(failures: int, free: int) -> dt.timedelta:
+        """The wait after this many failures: none for the first `free`, then 1, 2, 4 ... seconds."""
+        if failures < free:
+            return dt.timedelta(0)
+        return min(MAX_DELAY, dt.timedelta(seconds=2 ** min(failures - free, 20)))
+
+    def _client_wait(self, s: Session, client: str, now: dt.datetime) -> dt.timedelta:
         if not client:
-            return False
-        recent = s.scalar(select(func.count(ClientFailure.id)).where(
-            ClientFailure.client == client, ClientFailure.at > now - CLIENT_WINDOW))
-        return (recent or 0) >= CLIENT_MAX_FAILURES
+            return dt.timedelta(0)
+        recent = s.execute(select(func.count(ClientFailure.id), func.max(ClientFailure.at)).where(
+            ClientFailure.client == client, ClientFailure.at > now - CLIENT_WINDOW)).one()
+        count, last = recent
+        if not count:
+            return dt.timedelta(0)
+        return max(dt.timedelta(0), last + self._delay(count, FREE_CLIENT_FAILURES) - now)
 
     def sign_in(self, email: str, password: str, client: str = "") -> tuple[str, Account]:
         """A new session token for correct credentials; AuthError with a safe message otherwise.
 
-        Failures are committed (counters, lockout, audit) before the error is raised.
+        Failures are committed (throttling, audit) before the error is raised. An unknown email and
+        a wrong password get the same message after the same work (one password hash checked).
         """
         generic = AuthError("Email or password is incorrect.")
         if not isinstance(email, str) or not isinstance(password, str):
             raise generic
-        email_n = normalise_email(email)[: LIMITS["email"] + 1]
-        password = password[: LIMITS["password"] + 1]
+        if len(email) > MAX_SIGN_IN_INPUT or len(password) > MAX_SIGN_IN_INPUT:
+            self._verify(self._dummy_hash, "")  # the same work; never truncated and compared
+            raise generic
+        email_n = normalise_email(email)
         client = (client or "")[:64]
         now = self.clock()
-        try:
-            with self._tx() as s:
-                outcome = self._sign_in(s, email_n, password, client, now, generic)
-        except OperationalError as exc:
-            raise StorageUnavailable("Sign-in is unavailable right now; please try again later.") from exc
+        for attempt in (1, 2):
+            try:
+                with self._tx() as s:
+                    outcome = self._sign_in(s, email_n, password, client, now, generic)
+                break
+            except IntegrityError:  # two first failures for one address at once: count it again
+                if attempt == 2:
+                    raise StorageUnavailable("Sign-in is unavailable right now; please try again later.") from None
+            except OperationalError as exc:
+                raise StorageUnavailable("Sign-in is unavailable right now; please try again later.") from exc
         if isinstance(outcome, AuthError):
             raise outcome
         return outcome
 
     def _sign_in(self, s: Session, email: str, password: str, client: str, now: dt.datetime,
                  generic: AuthError):
-        if self._client_blocked(s, client, now):
-            self._audit(s, "signin.throttled", "-", "-")
-            return AuthError("Too many sign-in attempts from your connection. Please try again later.")
+        wait = self._client_wait(s, client, now)
+        if wait:
+            self._audit(s, "signin.throttled", "-", "-", by="client", seconds=_seconds(wait))
+            return AuthError(f"Too many sign-in attempts from your connection. Try again in {_seconds(wait)} seconds.")
+        key = _email_key(email)
+        throttle = s.get(SignInThrottle, key)
         user = s.scalar(select(User).where(User.email == email))
+        subject = _subject(user.id if user else None)
+        if throttle is not None and throttle.locked_at is not None:
+            self._audit(s, "signin.locked", "-", subject)
+            return AuthError("This account is locked after too many failed sign-ins. "
+                             "Contact the medical information service to have it unlocked.")
+        if throttle is not None and throttle.last_failure_at is not None:
+            wait = throttle.last_failure_at + self._delay(throttle.failures, FREE_FAILURES) - now
+            known = bool(client) and s.get(KnownClient, _known_key(key, client)) is not None
+            if wait > dt.timedelta(0) and not known:
+                self._audit(s, "signin.throttled", "-", subject, by="account", seconds=_seconds(wait))
+                return AuthError(f"Too many failed sign-ins for this account. Try again in {_seconds(wait)} seconds.")
         if user is None:
             self._verify(self._dummy_hash, password)  # the same work as for a real account
-            self._fail(s, None, client, now)
+            self._fail(s, key, None, client, now)
             return generic
-        if user.locked_until and user.locked_until > now:
-            self._verify(self._dummy_hash, password)
-            self._audit(s, "signin.locked", _subject(user.id), _subject(user.id))
-            return AuthError("This account is locked after too many failed attempts. Try again in 15 minutes.")
         if not self._verify(user.password_hash, password):
-            self._fail(s, user, client, now)
+            self._fail(s, key, user, client, now)
             return generic
-        user.failed_count = 0
-        user.locked_until = None
+        if throttle is not None:
+            s.delete(throttle)
         if user.status in ("pending", "rejected", "disabled"):
             self._audit(s, "signin.refused", _subject(user.id), _subject(user.id), status=user.status)
             return AuthError({
@@ -513,30 +635,78 @@ class Accounts:
                 "rejected": "Your registration was not approved. Contact the medical information service if you think this is a mistake.",
                 "disabled": "This account is disabled.",
             }[user.status])
-        token = secrets.token_urlsafe(32)
-        s.add(SessionRow(token_hash=_hash_token(token), user_id=user.id, created_at=now,
-                         last_seen_at=now, expires_at=now + ABSOLUTE_EXPIRY))
+        if client:
+            known = s.get(KnownClient, _known_key(key, client))
+            if known is None:
+                s.add(KnownClient(key=_known_key(key, client), at=now))
+            else:
+                known.at = now
+        token = self._new_session(s, user, now)
         self._audit(s, "signin.success", _subject(user.id), _subject(user.id))
         return token, _account(user)
 
+    def _new_session(self, s: Session, user: User, now: dt.datetime) -> str:
+        """A fresh random token (ASVS 5.0 7.2.4: a new token at every authentication)."""
+        token = secrets.token_urlsafe(32)
+        s.add(SessionRow(token_hash=_hash_token(token), user_id=user.id, created_at=now,
+                         last_seen_at=now, expires_at=now + ABSOLUTE_EXPIRY))
+        return token
+
     def _verify(self, pw_hash: str, password: str) -> bool:
+        """Whether the password matches, as typed after Unicode NFKC normalisation (NIST SP 800-63B-4);
+        a hash made before normalisation was introduced is checked against the raw text as well,
+        for every input that normalisation changes (known account or not: the same work)."""
+        normalised = unicodedata.normalize("NFKC", password)
+        ok = self._check(pw_hash, normalised)
+        if normalised != password:
+            ok = self._check(pw_hash, password) or ok
+        return ok
+
+    def _check(self, pw_hash: str, password: str) -> bool:
         try:
             return self.hasher.verify(pw_hash, password)
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
 
-    def _fail(self, s: Session, user: User | None, client: str, now: dt.datetime) -> None:
+    def _fail(self, s: Session, key: str, user: User | None, client: str, now: dt.datetime) -> None:
+        """A failed password check: counted per email address and per client, and audited."""
         if client:
             s.add(ClientFailure(client=client, at=now))
-        if user is None:
-            self._audit(s, "signin.failure", "-", "-", reason="unknown account")
-            return
-        user.failed_count += 1
-        self._audit(s, "signin.failure", _subject(user.id), _subject(user.id), failures=user.failed_count)
-        if user.failed_count >= LOCK_AFTER:
-            user.locked_until = now + LOCK_FOR
-            user.failed_count = 0
-            self._audit(s, "signin.lockout", "-", _subject(user.id))
+        throttle = s.get(SignInThrottle, key)
+        if throttle is None:
+            throttle = SignInThrottle(key=key, failures=0)
+            s.add(throttle)
+        throttle.failures += 1
+        throttle.last_failure_at = now
+        subject = _subject(user.id if user else None)
+        self._audit(s, "signin.failure", "-", subject, failures=throttle.failures,
+                    **({} if user else {"reason": "unknown account"}))
+        if throttle.failures >= HARD_LOCK_AFTER:
+            throttle.locked_at = now
+            self._audit(s, "signin.lockout", "-", subject, failures=throttle.failures)
+
+    def unlock(self, email: str, actor: str = "cli") -> None:
+        """A maintainer lifts the lock (or the delays) after repeated failed sign-ins."""
+        email_n = normalise_email(email)
+        with self._tx() as s:
+            user = s.scalar(select(User).where(User.email == email_n))
+            throttle = s.get(SignInThrottle, _email_key(email_n))
+            if user is None and throttle is None:
+                raise AccountError(f"no account for {email_n}")
+            if throttle is None or not throttle.failures:
+                raise AccountError(f"{email_n} is not locked")
+            s.delete(throttle)
+            self._audit(s, "account.unlock", actor, _subject(user.id if user else None))
+
+    def locked(self) -> list[tuple[Account, int]]:
+        """Accounts whose sign-in is locked (needs a maintainer) or delayed, with their failure count."""
+        with self.Session() as s:
+            rows = {t.key: t for t in s.scalars(select(SignInThrottle).where(SignInThrottle.failures >= FREE_FAILURES))}
+            if not rows:
+                return []
+            out = [(u, rows[_email_key(u.email)]) for u in s.scalars(select(User).order_by(User.id))
+                   if _email_key(u.email) in rows]
+            return [(_account(u), t.failures) for u, t in sorted(out, key=lambda r: -r[1].failures)]
 
     def session(self, token) -> Account | None:
         """The account behind a live session token, or None; refreshes the idle timer."""
@@ -545,9 +715,8 @@ class Accounts:
         now = self.clock()
         try:
             with self._tx() as s:
-                row = s.get(SessionRow, _hash_token(token))
-                if row is None or row.revoked_at is not None or row.expires_at <= now \
-                        or row.last_seen_at + IDLE_EXPIRY <= now:
+                row = self._live(s, token, now)
+                if row is None:
                     return None
                 user = s.get(User, row.user_id)
                 if user is None or user.status not in ("verified", "maintainer"):
@@ -556,6 +725,16 @@ class Accounts:
                 return _account(user)
         except OperationalError:
             return None  # no database, no session: the caller is treated as public
+
+    @staticmethod
+    def _live(s: Session, token, now: dt.datetime) -> SessionRow | None:
+        if not isinstance(token, str) or not token or len(token) > 128:
+            return None
+        row = s.get(SessionRow, _hash_token(token))
+        if row is None or row.revoked_at is not None or row.expires_at <= now \
+                or row.last_seen_at + IDLE_EXPIRY <= now:
+            return None
+        return row
 
     def role(self, token) -> str:
         """"hcp" only for a live session of a verified account; "public" for anything else."""
@@ -578,15 +757,71 @@ class Accounts:
         for row in s.scalars(select(SessionRow).where(SessionRow.user_id == user_id, SessionRow.revoked_at.is_(None))):
             row.revoked_at = self.clock()
 
-    def change_password(self, email: str, old: str, new: str) -> None:
+    def _reauthenticated(self, s: Session, token, password) -> User:
+        """The signed-in user, once the current password is given again (failures are throttled and
+        audited like sign-in failures: AuthError then, committed by the caller's `_reauth`)."""
+        now = self.clock()
+        row = self._live(s, token, now)
+        user = s.get(User, row.user_id) if row is not None else None
+        if user is None or user.status not in ("verified", "maintainer"):
+            raise AuthError("Your session has ended; please sign in again.")
+        key = _email_key(user.email)
+        throttle = s.get(SignInThrottle, key)
+        if throttle is not None and (throttle.locked_at is not None or (
+                throttle.last_failure_at is not None
+                and throttle.last_failure_at + self._delay(throttle.failures, FREE_FAILURES) > now)):
+            self._audit(s, "reauth.throttled", _subject(user.id), _subject(user.id))
+            raise _Refused(AuthError("Too many failed attempts; please try again later."))
+        if not isinstance(password, str) or len(password) > MAX_SIGN_IN_INPUT \
+                or not self._verify(user.password_hash, password):
+            self._fail(s, key, user, "", now)
+            raise _Refused(AuthError("The current password is incorrect."))
+        if throttle is not None:
+            s.delete(throttle)
+        return user
+
+    def _reauth(self, token, password, change: Callable[[Session, User], None], event_name: str) -> str:
+        """Re-authenticate, apply `change`, end every session of the account and return a new token
+        for this one (ASVS 5.0 7.2.4, 7.4.3; NIST SP 800-63B-4 7.1)."""
         with self._tx() as s:
-            user = self._user(s, email)
-            if not self._verify(user.password_hash, old):
-                raise AuthError("The current password is incorrect.")
-            validate_password(new, user.email)
-            user.password_hash = self.hasher.hash(new)
-            self._revoke_all(s, user.id)
-            self._audit(s, "password.change", _subject(user.id), _subject(user.id))
+            try:
+                user = self._reauthenticated(s, token, password)
+            except _Refused as refused:
+                error = refused.error  # raised once the failure's counters and audit entry are committed
+            else:
+                change(s, user)
+                self._revoke_all(s, user.id)
+                new = self._new_session(s, user, self.clock())
+                self._audit(s, event_name, _subject(user.id), _subject(user.id))
+                return new
+        raise error
+
+    def reauthenticate(self, token, password) -> str:
+        """Confirm the password for a sensitive step: the old token ends, a new one is returned."""
+        return self._reauth(token, password, lambda s, u: None, "reauth.success")
+
+    def change_password(self, token, current, new) -> str:
+        """Needs the current password; ends every other session; returns this session's new token."""
+        def change(s: Session, user: User) -> None:
+            user.password_hash = self.hasher.hash(validate_password(new, user.email, user.name))
+
+        return self._reauth(token, current, change, "password.change")
+
+    def change_email(self, token, current, new_email) -> str:
+        """Needs the current password; ends every other session; returns this session's new token."""
+        email_n = normalise_email(_text("email", new_email))
+        if not EMAIL_RE.match(email_n):
+            raise ValidationError("email", "is not a valid email address")
+
+        def change(s: Session, user: User) -> None:
+            if s.scalar(select(User.id).where(User.email == email_n, User.id != user.id)):
+                raise ValidationError("email", "cannot be used for this account; choose another")
+            user.email = email_n
+
+        try:
+            return self._reauth(token, current, change, "email.change")
+        except IntegrityError:
+            raise ValidationError("email", "cannot be used for this account; choose another") from None
 
     # erasure and audit ------------------------------------------------------------------------
     def delete(self, email: str, actor: str = "cli") -> None:
@@ -596,6 +831,9 @@ class Accounts:
             uid = user.id
             for row in s.scalars(select(SessionRow).where(SessionRow.user_id == uid)):
                 s.delete(row)
+            throttle = s.get(SignInThrottle, _email_key(user.email))
+            if throttle is not None:
+                s.delete(throttle)
             s.delete(user)
             self._audit(s, "account.delete", actor, _subject(uid))
 

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from chatbot import policy
+from chatbot.cases import CaseLog
 from chatbot.config import Settings
 from chatbot.index import IndexUnavailable, Store
 from chatbot.intent import UNANSWERABLE, Prediction
@@ -67,6 +66,7 @@ class Reply:
     generation: str = ""
     nearest: str = ""  # for "I don't know" and "out of scope": the closest passage (for maintainers' review)
     suggestions: list[str] = field(default_factory=list)  # questions to ask next (chatbot.suggest)
+    case_ref: str = ""  # a side-effect report's case (for the optional contact form; not in the API's JSON)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -101,7 +101,7 @@ class Engine:
     """Loads the model and the current index generation once; answers many questions."""
 
     def __init__(self, settings: Settings, embedder, store: Store | None = None, llm=None,
-                 refresh_seconds: float = 1.0):
+                 refresh_seconds: float = 1.0, cases: CaseLog | None = None):
         self.settings = settings
         self.embedder = embedder
         self.store = store or Store(settings)
@@ -115,6 +115,7 @@ class Engine:
         self._vectors: dict[str, np.ndarray] = {}
         self._lock_vectors = threading.Lock()
         self.glossary = policy.load_glossary(settings.corpus_dir)
+        self.cases = cases if cases is not None else CaseLog(settings)  # side-effect reports
 
     # index generations ---------------------------------------------------------------------
     def snapshot(self, force: bool = False) -> Snapshot:
@@ -329,9 +330,22 @@ class Engine:
     # reply kinds ----------------------------------------------------------------------------
     def _adverse_event(self, snap: Snapshot, q: str, qv, pred: Prediction, history: list[str], lang: str,
                        role: str, timings: dict) -> Reply:
-        """Log the report first; then how to report it and, when the message also asks something
-        ("... is that known?"), the answer to that."""
-        self._log_adverse_event(q, lang, role, pred)
+        """How to report a side effect and, when the message also asks something ("... is that
+        known?"), the answer to that; the case is written before the reply is returned (and written
+        with what was composed, should composing fail)."""
+        reply = Reply(policy.ADVERSE_EVENT, msg(lang, "adverse_event"), language=lang, generation=snap.name)
+        try:
+            reply.answer, reply.citations = self._compose_adverse_event(snap, q, qv, pred, history, lang, role,
+                                                                        timings)
+        finally:
+            model_says = pred.label == ADVERSE_EVENT and pred.proba.get(ADVERSE_EVENT, 0.0) >= 0.5
+            reply.case_ref = self.cases.record(
+                message=q, reply=reply.answer, language=lang, audience=HCP if role == HCP else PUBLIC,
+                context=history, probability=pred.proba.get(ADVERSE_EVENT, 0.0), model_says_report=model_says)
+        return reply
+
+    def _compose_adverse_event(self, snap: Snapshot, q: str, qv, pred: Prediction, history: list[str], lang: str,
+                               role: str, timings: dict) -> tuple[str, list[Citation]]:
         text = msg(lang, "adverse_event")
         citations: list[Citation] = []
         query = AE_QUERY[lang]
@@ -354,7 +368,7 @@ class Engine:
                 answer, more = self._render(found, first=len(citations) + 1)
                 text = f"{text}\n\n{msg(lang, 'adverse_event_answer')} {answer}"
                 citations += more
-        return Reply(policy.ADVERSE_EVENT, text, citations, language=lang, generation=snap.name)
+        return text, citations
 
     def _refusal(self, snap: Snapshot, query: str, qv, lang: str, timings: dict) -> Reply:
         text = msg(lang, "hcp_only")
@@ -524,18 +538,6 @@ class Engine:
                 quote=chunk.text, sentences=[p.text for p in by_chunk[cid]], chunk_id=chunk.id,
             ))
         return " ".join(parts), citations
-
-    def _log_adverse_event(self, q: str, lang: str, role: str, pred: Prediction) -> None:
-        """Record the report for pharmacovigilance follow-up, without who sent it."""
-        path = Path(self.settings.data_dir) / "adverse_events.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        record = {"ts": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                  "language": lang, "reporter": "hcp" if role == HCP else "public", "text": q,
-                  "medicines": sorted(self.glossary.drugs_in(q)),
-                  "flagged_by": "model" if pred.label == ADVERSE_EVENT and pred.proba.get(ADVERSE_EVENT, 0) >= 0.5
-                  else "cut-off", "probability": round(pred.proba.get(ADVERSE_EVENT, 0.0), 3)}
-        with open(path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
 def _said(sentence: str) -> str:

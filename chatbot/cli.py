@@ -53,6 +53,9 @@ def index(
             docs = load_corpus(settings.corpus_dir)
             knowledge = load_knowledge(settings.corpus_dir, docs)
             load_glossary(settings.corpus_dir)
+            from chatbot.cases import load_case_terms
+
+            load_case_terms(settings.corpus_dir)
             typer.echo(f"corpus OK: {len(docs)} documents, {len(knowledge.questions)} passage questions and "
                        f"{len(knowledge.utterances)} labelled messages in {settings.corpus_dir}")
             return
@@ -353,8 +356,101 @@ def maintainer_add(email: str = typer.Argument(..., help="The maintainer's email
     """Make an account a maintainer (creates a non-HCP account if there is none)."""
     accounts = _accounts()
     if not accounts.exists(email) and password is None:
-        password = typer.prompt("Password (at least 12 characters)", hide_input=True, confirmation_prompt=True)
+        password = typer.prompt("Password (at least 15 characters)", hide_input=True, confirmation_prompt=True)
     typer.echo(f"{accounts.add_maintainer(email, password).email} is a maintainer")
+
+
+@hcp_app.command("unlock")
+@_account_errors
+def hcp_unlock(email: str = typer.Argument(..., help="The account's email.")):
+    """Lift the lock after repeated failed sign-ins (needed after 100 in a row)."""
+    _accounts().unlock(email, actor="cli")
+    typer.echo(f"{email} unlocked")
+
+
+@hcp_app.command("locked")
+@_account_errors
+def hcp_locked():
+    """Accounts whose sign-in is delayed or locked after failed attempts."""
+    rows = _accounts().locked()
+    for account, failures in rows:
+        typer.echo(f"{account.email}\t{failures} failed sign-ins in a row")
+    if not rows:
+        typer.echo("no locked accounts")
+
+
+cases_app = typer.Typer(help="Side-effect cases (pharmacovigilance): list, export, mark.", no_args_is_help=True)
+app.add_typer(cases_app, name="cases")
+
+
+def _cases():
+    from chatbot.cases import Cases
+
+    return Cases(_accounts())
+
+
+def _fallback_warning() -> None:
+    path = Settings().data_dir / "adverse_events.jsonl"
+    if path.exists() and path.read_text(encoding="utf-8").strip():
+        lines = path.read_text(encoding="utf-8").count("\n")
+        typer.echo(f"warning: {path} holds {lines} report line(s) not in the database: "
+                   "run `python -m chatbot cases import-fallback`", err=True)
+
+
+@cases_app.command("list")
+@_account_errors
+def cases_list(as_json: bool = typer.Option(False, "--json", help="Print the cases as JSON."),
+               status: str | None = typer.Option(None, "--status", help="Only cases with this status (new, forwarded, closed).")):
+    """The cases, open ones first, with their age in days and a flag when not forwarded after 10 days."""
+    rows = _cases().list(actor="cli", status=status)
+    _fallback_warning()
+    if as_json:
+        typer.echo(json.dumps(rows, ensure_ascii=False))
+        return
+    for r in rows:
+        missing = [k.replace("_", " ") for k in ("patient", "suspect_medicine", "suspected_reaction") if not r[k]]
+        typer.echo(f"#{r['id']}\t{r['received_at']}\t{r['age_days']} d\t{r['status']}"
+                   + (f"\t⚑ {r['flag']}" if r["flag"] else "")
+                   + f"\t{r['language']}/{r['audience']}\tmedicines: {', '.join(r['medicines']) or '-'}"
+                   + f"\treactions: {', '.join(r['reactions']) or '-'}"
+                   + (f"\tmissing: {', '.join(missing)}" if missing else "")
+                   + ("\tcontact left" if r["contact"] else "") + f"\t{r['message'][:120]}")
+    if not rows:
+        typer.echo("no cases" + (f" with status {status}" if status else ""))
+
+
+@cases_app.command("export")
+@_account_errors
+def cases_export(fmt: str = typer.Option("csv", "--format", help="csv or json."),
+                 output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout.")):
+    """Every case with its contact details, for the safety team (CSV cells are spreadsheet-safe)."""
+    text = _cases().export(fmt, actor="cli")
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"cases written to {output}")
+
+
+@cases_app.command("mark")
+@_account_errors
+def cases_mark(case_id: str = typer.Argument(..., metavar="ID", help="The case number (cases list shows it)."),
+               status: str = typer.Argument(..., metavar="STATUS", help="forwarded or closed.")):
+    """Move a case on: new -> forwarded -> closed (a case that is not valid may be closed from new)."""
+    row = _cases().mark(case_id, status, actor="cli")
+    typer.echo(f"case {row['id']} is {row['status']}")
+
+
+@cases_app.command("import-fallback")
+@_account_errors
+def cases_import_fallback():
+    """Bring the reports kept in data/adverse_events.jsonl (while the database was away) into the cases."""
+    path = Settings().data_dir / "adverse_events.jsonl"
+    if not path.exists():
+        typer.echo(f"nothing to import ({path} does not exist)")
+        return
+    added = _cases().import_fallback(path, actor="cli")
+    typer.echo(f"{added} case(s) imported from {path}; the file is kept beside it as .imported-<time>")
 
 
 @app.command()

@@ -60,6 +60,19 @@ class Document:
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+def load_yaml(path: Path) -> dict:
+    """A data file under corpus/ (glossary.yaml, safety.yaml): its mapping, {} when the file is
+    absent or empty; malformed YAML is a CorpusError naming the line."""
+    if not path.exists():
+        return {}
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise CorpusError(path, f"malformed YAML ({getattr(exc, 'problem', exc)})",
+                          line=mark.line + 1 if mark else None) from None
+
+
 def _front_matter(path: Path, text: str) -> tuple[dict, str, int]:
     lines = text.splitlines()
     if not lines or lines[0].strip() != "---":

@@ -17,8 +17,6 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 INVALID = "invalid"
 ADVERSE_EVENT = "adverse_event"
 OUT_OF_SCOPE = "out_of_scope"
@@ -148,17 +146,12 @@ class Glossary:
 
 
 def load_glossary(corpus_dir: Path) -> Glossary:
-    from chatbot.corpus import CorpusError
+    from chatbot.corpus import CorpusError, load_yaml
 
     path = Path(corpus_dir) / "glossary.yaml"
     if not path.exists():
         return Glossary({}, {"en": "TRK inhibitors", "nl": "TRK-remmers"})
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise CorpusError(path, f"malformed YAML ({getattr(exc, 'problem', exc)})",
-                          line=mark.line + 1 if mark else None) from None
+    data = load_yaml(path)
     meds = data.get("medicines") or {}
     if not isinstance(meds, dict) or not all(isinstance(v, list | type(None)) for v in meds.values()):
         raise CorpusError(path, "must map each generic name to a list of other names", field="medicines")

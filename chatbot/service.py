@@ -12,6 +12,7 @@ import threading
 
 from chatbot.accounts import AccountError, Accounts, StorageUnavailable
 from chatbot.answer import Engine, Reply, reply_error
+from chatbot.cases import CaseLog
 from chatbot.config import Settings
 from chatbot.index import IndexUnavailable
 from chatbot.policy import detect_language
@@ -81,9 +82,10 @@ def create_service(settings: Settings | None = None, embedder=None) -> App:
     from chatbot.embedding import load_embedder
 
     settings = settings or Settings()
-    engine = Engine(settings, embedder or load_embedder(settings))
     try:
         accounts = Accounts(settings.db_url)
     except StorageUnavailable:
         accounts = None
+    # side-effect reports become cases in the same database (or, while it is away, in the JSONL file)
+    engine = Engine(settings, embedder or load_embedder(settings), cases=CaseLog(settings, accounts))
     return App(settings, engine, accounts)

@@ -14,6 +14,7 @@ import os
 import re
 import secrets
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -25,8 +26,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "1000")
 
 import gradio as gr  # noqa: E402
 
-from chatbot.accounts import PROFESSIONS, AccountError
+from chatbot.accounts import HARD_LOCK_AFTER, PROFESSIONS, AccountError, ValidationError
 from chatbot.answer import Reply
+from chatbot.cases import CONSENT, Cases
 from chatbot.index import build_index, index_status
 from chatbot.service import App
 
@@ -48,8 +50,8 @@ T = {
         "signout": "Sign out", "register_head": "### Register as a healthcare professional",
         "name": "Full name", "profession": "Profession", "country": "Country (two letters, e.g. NL)",
         "regnum": "Professional registration number (NL: BIG number, 11 digits)", "register": "Register",
-        "registered": "Thank you. Your registration is **{status}**.",
-        "registered_pending": " We will verify it against the professional register; you can sign in once it is approved.",
+        "registered": ("Thank you: your registration has been received. You can sign in as soon as it is verified "
+                       "against the professional register (at once when your number is on the extract we hold)."),
         "signed_in": "Signed in.", "signed_out": "Signed out.",
         "reindex": "Re-index corpus", "approve": "Approve", "reject": "Reject", "reason": "Reason for rejection",
         "pending_head": "### Pending HCP registrations", "feedback_head": "### Feedback",
@@ -63,6 +65,20 @@ T = {
         "audience": {"public": "Public", "hcp": "HCP only"},
         "example_qs": ["What is TRK fusion cancer?", "How is TRK fusion cancer diagnosed?",
                        "Can children get TRK fusion cancer?", "How do I report a side effect?"],
+        "contact_head": "**Optional: may our safety team contact you about this side effect?**",
+        "contact_name": "Your name (optional)", "contact_how": "Email address or phone number",
+        "contact_ok": "I agree that the drug safety team may contact me about this report",
+        "contact_send": "Send contact details",
+        "contact_saved": "✅ Thank you. Your contact details are stored with your report.",
+        "contact_errors": {"consent": "Please tick the box to agree first.",
+                           "contact": "Please enter an email address or a phone number.",
+                           "other": "Your details could not be stored. Please mention this side effect to your doctor or pharmacist."},
+        "overview_tab": "Overview", "cases_tab": "Side-effect reports",
+        "cases_head": "### Side-effect reports (oldest open first; ⚑ = not forwarded after 10 days)",
+        "case_id": "Case number", "case_status": "New status", "case_mark": "Update status",
+        "export_csv": "Export CSV", "export_json": "Export JSON", "export_file": "Export file",
+        "locked_head": "### Accounts locked or delayed after failed sign-ins", "unlock_email": "Email of the account to unlock",
+        "unlock": "Unlock",
     },
     "nl": {
         "title": "TRK Assistent",
@@ -80,8 +96,8 @@ T = {
         "signout": "Uitloggen", "register_head": "### Registreren als zorgprofessional",
         "name": "Volledige naam", "profession": "Beroep", "country": "Land (twee letters, bijv. NL)",
         "regnum": "Registratienummer (NL: BIG-nummer, 11 cijfers)", "register": "Registreren",
-        "registered": "Dank u. Uw registratie is **{status}**.",
-        "registered_pending": " Wij controleren deze in het beroepsregister; u kunt inloggen zodra zij is goedgekeurd.",
+        "registered": ("Dank u: uw registratie is ontvangen. U kunt inloggen zodra zij in het beroepsregister is "
+                       "gecontroleerd (meteen als uw nummer op het uittreksel staat dat wij hebben)."),
         "signed_in": "Ingelogd.", "signed_out": "Uitgelogd.",
         "reindex": "Corpus opnieuw indexeren", "approve": "Goedkeuren", "reject": "Afwijzen",
         "reason": "Reden van afwijzing", "pending_head": "### Registraties in afwachting",
@@ -95,6 +111,20 @@ T = {
         "audience": {"public": "Publiek", "hcp": "Alleen zorgprofessionals"},
         "example_qs": ["Wat is TRK-fusiekanker?", "Hoe wordt een NTRK-genfusie vastgesteld?",
                        "Is TRK-fusiekanker erfelijk?", "Hoe meld ik een bijwerking?"],
+        "contact_head": "**Vrijwillig: mag ons veiligheidsteam contact met u opnemen over deze bijwerking?**",
+        "contact_name": "Uw naam (niet verplicht)", "contact_how": "E-mailadres of telefoonnummer",
+        "contact_ok": "Ik ga ermee akkoord dat het team voor geneesmiddelenbewaking mij over deze melding benadert",
+        "contact_send": "Contactgegevens versturen",
+        "contact_saved": "✅ Dank u. Uw contactgegevens zijn bij uw melding bewaard.",
+        "contact_errors": {"consent": "Vink eerst het vakje aan om akkoord te gaan.",
+                           "contact": "Vul een e-mailadres of telefoonnummer in.",
+                           "other": "Uw gegevens konden niet worden bewaard. Meld deze bijwerking ook aan uw arts of apotheker."},
+        "overview_tab": "Overzicht", "cases_tab": "Bijwerkingsmeldingen",
+        "cases_head": "### Bijwerkingsmeldingen (oudste open eerst; ⚑ = na 10 dagen niet doorgestuurd)",
+        "case_id": "Meldingsnummer", "case_status": "Nieuwe status", "case_mark": "Status bijwerken",
+        "export_csv": "CSV exporteren", "export_json": "JSON exporteren", "export_file": "Exportbestand",
+        "locked_head": "### Accounts geblokkeerd of vertraagd na mislukte inlogpogingen",
+        "unlock_email": "E-mail van het account om te deblokkeren", "unlock": "Deblokkeren",
     },
 }
 # Colours chosen for contrast (WCAG 2.2 AA, 4.5:1 for text): Gradio's default orange accent gives
@@ -150,6 +180,10 @@ html {scroll-padding-bottom: 5rem}
 .badge-public {background: #e0f2e9; color: #14532d}
 .badge-hcp {background: #fde2e2; color: #7f1d1d}
 footer a, footer button, .show-api {color: #374151 !important}
+.cases-wrap {overflow-x: auto; max-width: 100%}
+table.cases {font-size: 0.85rem; border-collapse: collapse}
+table.cases th, table.cases td {border: 1px solid var(--border-color-primary); padding: 2px 6px; vertical-align: top}
+.case-flag {color: #991b1b}
 @media (max-width: 480px) {
   .tab-container button {padding-left: 6px !important; padding-right: 6px !important; font-size: 0.85rem}
 }
@@ -363,6 +397,15 @@ def chat_screen(app: App, shell: Shell) -> Screen:
         with gr.Row(elem_id="next-questions"):
             nexts = [gr.Button(q, size="sm", elem_id=f"next-{i}", elem_classes="next-question")
                      for i, q in enumerate(t["example_qs"])]
+        case_ref = gr.State("")  # the last side-effect report's case, for the optional contact form
+        with gr.Column(visible=False, elem_id="contact-form", variant="panel") as contact_box:
+            contact_head = gr.Markdown(t["contact_head"], elem_id="contact-head")
+            consent = gr.Markdown(CONSENT["en"], elem_id="contact-consent")
+            c_name = gr.Textbox(label=t["contact_name"], elem_id="contact-name", max_lines=1)
+            c_how = gr.Textbox(label=t["contact_how"], elem_id="contact-how", max_lines=1)
+            c_ok = gr.Checkbox(label=t["contact_ok"], elem_id="contact-ok")
+            c_send = gr.Button(t["contact_send"], elem_id="contact-send")
+            c_msg = gr.Markdown("", elem_id="contact-message")
         with gr.Row(elem_id="ask-row"):
             box = gr.Textbox(label=t["question"], placeholder=t["placeholder"], elem_id="question", scale=5,
                              max_lines=6)
@@ -384,7 +427,7 @@ def chat_screen(app: App, shell: Shell) -> Screen:
         meta_map[str(turn)] = {"question": question[:2000], "kind": reply.kind}
         asked = (list(asked) + [question])[-6:] if reply.kind not in ("invalid", "small_talk") else list(asked)
         pieces = re.split(r"(?<=</sup>) ", render_reply(reply, shown_lang, turn))
-        unchanged = [gr.skip()] * (2 + len(nexts))
+        unchanged = [gr.skip()] * (2 + len(nexts) + 5)
         for i in range(1, len(pieces)):  # streamed sentence by sentence
             chat[-1] = {"role": "assistant", "content": " ".join(pieces[:i])}
             yield chat, "", asked, meta_map, *unchanged
@@ -396,10 +439,14 @@ def chat_screen(app: App, shell: Shell) -> Screen:
         else:  # nothing near to suggest ("I don't know", a greeting): the example questions again
             nxt = offered(lt["examples"], [q for q in lt["example_qs"] if q != question.strip()][:3])
         done = f'<p class="turn-{turn}">{spoken(reply, shown_lang)}</p>'
-        yield chat, "", asked, meta_map, done, *nxt
+        form = [gr.skip()] * 5
+        if reply.kind == "adverse_event" and reply.case_ref:  # offered after the reply, never before it
+            form = [reply.case_ref, gr.update(visible=True), CONSENT[shown_lang], "", False]
+        yield chat, "", asked, meta_map, done, *nxt, *form
 
     chat_io = dict(inputs=[box, chatbot, questions, meta, shell.token, shell.lang],
-                   outputs=[chatbot, box, questions, meta, live, next_head, *nexts], concurrency_limit=32)
+                   outputs=[chatbot, box, questions, meta, live, next_head, *nexts, case_ref, contact_box, consent,
+                            c_msg, c_ok], concurrency_limit=32)
     send.click(respond, **chat_io)
     box.submit(respond, **chat_io)
     for b in nexts:
@@ -414,12 +461,27 @@ def chat_screen(app: App, shell: Shell) -> Screen:
                 pass
 
     chatbot.like(on_like, inputs=[meta], outputs=None)
+
+    def leave_contact(ref, name, how, agreed, choice):
+        lt = T[code(choice)]
+        try:
+            app.engine.cases.add_contact(ref or "", how or "", name or "", consent=bool(agreed))
+        except ValidationError as exc:
+            return lt["contact_errors"].get(exc.field, lt["contact_errors"]["other"]), gr.skip(), gr.skip()
+        except AccountError:
+            return lt["contact_errors"]["other"], gr.skip(), gr.skip()
+        return lt["contact_saved"], "", ""
+
+    c_send.click(leave_contact, inputs=[case_ref, c_name, c_how, c_ok, shell.lang], outputs=[c_msg, c_name, c_how])
     texts = [
         (tab, lambda t: gr.update(label=t["chat_tab"])),
         (chatbot, lambda t: gr.update(label=t["chat_label"], placeholder=t["intro"])),
         (box, lambda t: gr.update(label=t["question"], placeholder=t["placeholder"])),
         (send, lambda t: gr.update(value=t["send"])),
         (next_head, lambda t: f"**{esc(t['examples'])}**"),
+        (contact_head, lambda t: t["contact_head"]), (c_name, lambda t: gr.update(label=t["contact_name"])),
+        (c_how, lambda t: gr.update(label=t["contact_how"])), (c_ok, lambda t: gr.update(label=t["contact_ok"])),
+        (c_send, lambda t: gr.update(value=t["contact_send"])),
     ] + [(b, lambda t, i=i: gr.update(value=t["example_qs"][i], visible=True)) for i, b in enumerate(nexts)]
     return Screen(tab, texts)
 
@@ -475,16 +537,12 @@ def hcp_screen(app: App, shell: Shell) -> Screen:
         t = T[code(choice)]
         if app.accounts is None:
             return "Accounts are not available.", gr.skip()
-        try:
-            account = app.accounts.register(name=name or "", email=mail or "", profession=prof or "",
-                                             country=country or "", registration_number=number or "",
-                                             password=pw or "")
+        try:  # an email already registered gets the same answer as a new one (no account enumeration)
+            app.accounts.register(name=name or "", email=mail or "", profession=prof or "",
+                                  country=country or "", registration_number=number or "", password=pw or "")
         except AccountError as exc:
             return f"❌ {esc(str(exc))}", gr.skip()
-        text = t["registered"].format(status=account.status)
-        if account.status == "pending":
-            text += t["registered_pending"]
-        return text, ""
+        return t["registered"], ""
 
     register.click(do_register, inputs=[r_name, r_email, r_prof, r_country, r_number, r_password, shell.lang],
                    outputs=[reg_msg, r_password])
@@ -503,31 +561,37 @@ def hcp_screen(app: App, shell: Shell) -> Screen:
 def maintainer_screen(app: App, shell: Shell) -> Screen:
     """For signed-in maintainers: index status and re-index, pending registrations, feedback."""
     t = T["en"]
-    with gr.Tab(t["maint_tab"], id="maint", visible=False) as tab:
-        index_head = gr.Markdown(t["index_head"])
-        index_info = gr.Markdown("", elem_id="index-status")
-        reindex = gr.Button(t["reindex"], elem_id="reindex")
-        reindex_msg = gr.Markdown("", elem_id="reindex-message")
-        pending_head = gr.Markdown(t["pending_head"])
-        pending = gr.Markdown("", elem_id="pending")
-        m_email = gr.Textbox(label=t["decide_email"], elem_id="decide-email")
-        m_reason = gr.Textbox(label=t["reason"], elem_id="decide-reason")
-        with gr.Row():
-            approve = gr.Button(t["approve"], elem_id="approve")
-            reject = gr.Button(t["reject"], elem_id="reject")
-        decide_msg = gr.Markdown("", elem_id="decide-message")
-        feedback_head = gr.Markdown(t["feedback_head"])
-        feedback = gr.Markdown("", elem_id="feedback")
-        review_head = gr.Markdown(t["review_head"])
-        review = gr.Markdown("", elem_id="review")
+    with gr.Tab(t["maint_tab"], id="maint", visible=False) as tab, gr.Tabs():
+        with gr.Tab(t["overview_tab"], id="overview") as overview_tab:
+            index_head = gr.Markdown(t["index_head"])
+            index_info = gr.Markdown("", elem_id="index-status")
+            reindex = gr.Button(t["reindex"], elem_id="reindex")
+            reindex_msg = gr.Markdown("", elem_id="reindex-message")
+            pending_head = gr.Markdown(t["pending_head"])
+            pending = gr.Markdown("", elem_id="pending")
+            m_email = gr.Textbox(label=t["decide_email"], elem_id="decide-email")
+            m_reason = gr.Textbox(label=t["reason"], elem_id="decide-reason")
+            with gr.Row():
+                approve = gr.Button(t["approve"], elem_id="approve")
+                reject = gr.Button(t["reject"], elem_id="reject")
+            decide_msg = gr.Markdown("", elem_id="decide-message")
+            locked_head = gr.Markdown(t["locked_head"])
+            locked = gr.Markdown("", elem_id="locked")
+            u_email = gr.Textbox(label=t["unlock_email"], elem_id="unlock-email")
+            unlock = gr.Button(t["unlock"], elem_id="unlock")
+            unlock_msg = gr.Markdown("", elem_id="unlock-message")
+            feedback_head = gr.Markdown(t["feedback_head"])
+            feedback = gr.Markdown("", elem_id="feedback")
+            review_head = gr.Markdown(t["review_head"])
+            review = gr.Markdown("", elem_id="review")
+        cases = cases_screen(app, shell, maintainer_of)
 
     def maintainer(tok):
-        account = app.account(tok)
-        return account if account is not None and account.is_maintainer else None
+        return maintainer_of(app, tok)
 
     def overview(tok, choice):
         if maintainer(tok) is None:
-            return T[code(choice)]["not_allowed"], "", "", ""
+            return T[code(choice)]["not_allowed"], "", "", "", ""
         st = index_status(app.settings, app.engine.store)
         lines = [f"- generation `{esc(str(st['generation']))}`, last re-index {esc(str(st['updated']))}"]
         for key in sorted(st["chunks"]):
@@ -544,9 +608,26 @@ def maintainer_screen(app: App, shell: Shell) -> Screen:
         review_md = "\n".join(
             f"- {r['times'] + r['thumbs_down']}× `{esc(r['kind'])}` {esc(r['question'])}"
             + (f" (nearest: {esc(r['nearest'])})" if r["nearest"] else "") for r in rows) or "-"
-        return "\n".join(lines), pend_md, fb_md, review_md
+        locked_md = "\n".join(f"- {esc(a.email)}: {n} failed sign-ins in a row"
+                              + (" (locked: needs unlocking)" if n >= HARD_LOCK_AFTER else "")
+                              for a, n in (app.accounts.locked() if app.accounts else [])) or "-"
+        return "\n".join(lines), pend_md, locked_md, fb_md, review_md
 
-    tab.select(overview, inputs=[shell.token, shell.lang], outputs=[index_info, pending, feedback, review])
+    shown = [index_info, pending, locked, feedback, review]
+    tab.select(overview, inputs=[shell.token, shell.lang], outputs=shown)
+    overview_tab.select(overview, inputs=[shell.token, shell.lang], outputs=shown)
+
+    def do_unlock(tok, mail, choice):
+        account = maintainer(tok)
+        if account is None or app.accounts is None:
+            return T[code(choice)]["not_allowed"]
+        try:
+            app.accounts.unlock(mail or "", actor=f"account:{account.id}")
+        except AccountError as exc:
+            return f"❌ {esc(str(exc))}"
+        return f"✅ {esc(mail)}: unlocked"
+
+    unlock.click(do_unlock, inputs=[shell.token, u_email, shell.lang], outputs=unlock_msg)
 
     def do_reindex(tok, choice, progress=gr.Progress()):
         account = maintainer(tok)
@@ -594,8 +675,108 @@ def maintainer_screen(app: App, shell: Shell) -> Screen:
         (m_email, lambda t: gr.update(label=t["decide_email"])), (m_reason, lambda t: gr.update(label=t["reason"])),
         (approve, lambda t: gr.update(value=t["approve"])), (reject, lambda t: gr.update(value=t["reject"])),
         (feedback_head, lambda t: t["feedback_head"]), (review_head, lambda t: t["review_head"]),
+        (overview_tab, lambda t: gr.update(label=t["overview_tab"])), (locked_head, lambda t: t["locked_head"]),
+        (u_email, lambda t: gr.update(label=t["unlock_email"])), (unlock, lambda t: gr.update(value=t["unlock"])),
+    ]
+    return Screen(tab, texts + cases.texts)
+
+
+def maintainer_of(app: App, tok):
+    """The signed-in maintainer behind a session token (checked server-side on every event), or None."""
+    account = app.account(tok)
+    return account if account is not None and account.is_maintainer else None
+
+
+def cases_screen(app: App, shell: Shell, maintainer: Callable) -> Screen:
+    """The maintainer's "Side-effect reports": every case with its age and status, a flag on any not
+    forwarded after 10 days, status changes and CSV/JSON export. Every view, change and export is
+    audited under the maintainer's opaque id."""
+    t = T["en"]
+    with gr.Tab(t["cases_tab"], id="cases") as tab:
+        head = gr.Markdown(t["cases_head"])
+        table = gr.HTML("", elem_id="cases-table")
+        with gr.Row():
+            case_id = gr.Textbox(label=t["case_id"], elem_id="case-id", max_lines=1)
+            status = gr.Dropdown(["forwarded", "closed"], value="forwarded", label=t["case_status"],
+                                 elem_id="case-status")
+        mark = gr.Button(t["case_mark"], elem_id="case-mark")
+        mark_msg = gr.Markdown("", elem_id="case-message")
+        with gr.Row():
+            export_csv = gr.Button(t["export_csv"], elem_id="export-csv")
+            export_json = gr.Button(t["export_json"], elem_id="export-json")
+        # shown once there is a file (Gradio's empty file box carries an aria-label on a plain div)
+        export_file = gr.File(label=t["export_file"], elem_id="export-file", interactive=False, visible=False)
+
+    def authorised(tok):
+        account = maintainer(app, tok)
+        if account is None or app.accounts is None:
+            return None, None
+        return account, Cases(app.accounts)
+
+    def view(tok, choice):
+        account, cases = authorised(tok)
+        if account is None:
+            return esc(T[code(choice)]["not_allowed"])
+        try:
+            return cases_table(cases.list(actor=f"account:{account.id}"))
+        except AccountError as exc:
+            return f"❌ {esc(str(exc))}"
+
+    tab.select(view, inputs=[shell.token, shell.lang], outputs=table)
+
+    def do_mark(tok, number, new_status, choice):
+        account, cases = authorised(tok)
+        if account is None:
+            return T[code(choice)]["not_allowed"], gr.skip()
+        try:
+            row = cases.mark(number or "", new_status or "", actor=f"account:{account.id}")
+        except AccountError as exc:
+            return f"❌ {esc(str(exc))}", gr.skip()
+        return f"✅ case {row['id']}: {esc(row['status'])}", view(tok, choice)
+
+    mark.click(do_mark, inputs=[shell.token, case_id, status, shell.lang], outputs=[mark_msg, table])
+
+    def do_export(tok, fmt):
+        account, cases = authorised(tok)
+        if account is None:
+            return gr.update(value=None, visible=False)
+        folder = tempfile.mkdtemp(prefix="trk-cases-")
+        path = os.path.join(folder, f"side-effect-cases-{cases.clock():%Y%m%d-%H%M%S}.{fmt}")
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(cases.export(fmt, actor=f"account:{account.id}"))
+        return gr.update(value=path, visible=True)
+
+    export_csv.click(lambda tok: do_export(tok, "csv"), inputs=shell.token, outputs=export_file)
+    export_json.click(lambda tok: do_export(tok, "json"), inputs=shell.token, outputs=export_file)
+    texts = [
+        (tab, lambda t: gr.update(label=t["cases_tab"])), (head, lambda t: t["cases_head"]),
+        (case_id, lambda t: gr.update(label=t["case_id"])), (status, lambda t: gr.update(label=t["case_status"])),
+        (mark, lambda t: gr.update(value=t["case_mark"])), (export_csv, lambda t: gr.update(value=t["export_csv"])),
+        (export_json, lambda t: gr.update(value=t["export_json"])),
+        (export_file, lambda t: gr.update(label=t["export_file"])),
     ]
     return Screen(tab, texts)
+
+
+def cases_table(rows: list[dict]) -> str:
+    """The cases as an HTML table (every value escaped), for maintainers only: contact details too."""
+    if not rows:
+        return "<p>No side-effect reports yet.</p>"
+    head = ("<tr>" + "".join(f'<th scope="col">{h}</th>' for h in (
+        "#", "Received (UTC)", "Age (days)", "Status", "Language / from", "Medicines", "Reactions",
+        "Missing criteria", "Message", "Contact")) + "</tr>")
+    body = []
+    for r in rows:
+        missing = [k.replace("_", " ") for k in ("patient", "suspect_medicine", "suspected_reaction") if not r[k]]
+        flag = f' <strong class="case-flag">⚑ {esc(r["flag"])}</strong>' if r["flag"] else ""
+        contact = " ".join(x for x in (r["contact_name"], r["contact"]) if x)
+        cells = [str(r["id"]), esc(r["received_at"]), f'{r["age_days"]}{flag}', esc(r["status"]),
+                 f'{esc(r["language"])} / {esc(r["audience"])}', esc(", ".join(r["medicines"]) or "-"),
+                 esc(", ".join(r["reactions"]) or "-"), esc(", ".join(missing) or "-"), esc(r["message"][:300]),
+                 esc(contact or "-")]
+        body.append(f'<tr id="case-{r["id"]}">' + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    return (f'<div class="cases-wrap"><table class="cases"><caption class="sr-only">Side-effect reports</caption>'
+            f"<thead>{head}</thead><tbody>{''.join(body)}</tbody></table></div>")
 
 
 def skip_missing_matplotlib() -> None:

@@ -1,6 +1,5 @@
 """The answer engine on the real corpus, real model and a real Chroma index."""
 
-import json
 
 import pytest
 
@@ -62,18 +61,17 @@ def test_invalid_questions(engine):
     ("Sinds ik larotrectinib gebruik ben ik erg moe en misselijk.", "nl"),
 ])
 def test_adverse_event_is_routed_and_logged(engine, q, lang):
-    log = engine.settings.data_dir / "adverse_events.jsonl"
-    before = log.read_text().count("\n") if log.exists() else 0
+    from chatbot.cases import Case
+
     reply = engine.ask(q)
     assert reply.kind == "adverse_event" and reply.language == lang
     assert ("report" in reply.answer) if lang == "en" else ("melden" in reply.answer)
     assert "112" in reply.answer and "Lareb" in reply.answer
     assert all(c.doc_id.endswith(("side-effects-and-help", "bijwerkingen-melden")) for c in reply.citations)
-    lines = log.read_text().splitlines()
-    assert len(lines) == before + 1
-    record = json.loads(lines[-1])
-    assert record["text"] == q and set(record) >= {"ts", "language", "reporter", "text"}
-    assert not set(record) & {"email", "name", "session", "ip"}  # nothing about who sent it
+    with engine.cases.cases().accounts.Session() as s:  # a case, written before the reply came back
+        case = s.query(Case).filter_by(ref=reply.case_ref).one()
+    assert (case.message, case.language, case.audience, case.reply) == (q, lang, "public", reply.answer)
+    assert case.contact is None  # nothing about who sent it unless they choose to leave it
 
 
 def test_adverse_event_applies_to_hcps(engine):

@@ -155,8 +155,8 @@ def test_examples_get_the_right_kind(engine, role, history, text, kind):
 def test_a_report_that_also_asks_is_logged_then_answered(engine):
     reply = engine.ask("my patient on entrectinib gained 8 kg, is that known?", [], "hcp")
     assert reply.kind == "adverse_event" and "weight gain" in reply.answer.lower()
-    log = (engine.settings.data_dir / "adverse_events.jsonl").read_text().splitlines()
-    assert any("8 kg" in json.loads(line)["text"] for line in log)
+    case = next(r for r in engine.cases.cases().list(actor="test") if "8 kg" in r["message"])
+    assert case["audience"] == "hcp" and case["medicines"] == ["entrectinib"] and case["reply"] == reply.answer
 
 
 def test_a_fitted_model_is_kept_on_disk_and_loaded_as_it_was(built, tmp_path, monkeypatch):

@@ -130,6 +130,7 @@ def test_a_thousand_wrong_passwords(tmp_path, engine):
     accounts.register(name="Bystander Person", email="bystander@example.org", profession="pharmacist",
                       country="DE", registration_number="999999999", password=PASSWORD)
     accounts.approve("bystander@example.org")
+    accounts.sign_in("victim0@example.org", PASSWORD, client="198.51.100.99")  # victim 0's own connection
 
     let_in, outcomes = 0, {}
     stop = threading.Event()
@@ -157,17 +158,16 @@ def test_a_thousand_wrong_passwords(tmp_path, engine):
             except AuthError as exc:
                 key = str(exc).split(".")[0]
                 outcomes[key] = outcomes.get(key, 0) + 1
-        with pytest.raises(AuthError, match="locked"):
-            accounts.sign_in("victim0@example.org", PASSWORD, client="198.51.100.99")
-        with pytest.raises(AuthError, match="Too many"):
-            accounts.sign_in("victim5@example.org", PASSWORD, client="192.0.2.66")
+        # the delays the attack caused do not hold victim 0 back at the connection it used before
+        assert accounts.role(accounts.sign_in("victim0@example.org", PASSWORD, client="198.51.100.99")[0]) == "hcp"
     finally:
         stop.set()
         t.join()
     RELIABILITY["1,000 wrong passwords (1 account, then 20)"] = {
         "attempts": 1000, "leaks": let_in, "notes": f"{outcomes}; bystander sign-ins {bystander['signins']}"}
     assert let_in == 0
-    assert outcomes.get("This account is locked after too many failed attempts", 0) > 400
+    # growing delays: most guesses are refused unchecked (per account, then per client)
+    assert outcomes.get("Too many failed sign-ins for this account", 0) > 400
     assert outcomes.get("Too many sign-in attempts from your connection", 0) > 400
     assert bystander["signins"] > 0 and bystander["failures"] == 0 and bystander["answers"] == bystander["signins"]
 
@@ -193,10 +193,10 @@ def test_registration_and_sign_in_fuzzing(tmp_path):
         seen["attempts"] += 1
         before = len(accounts.all())
         try:
-            accounts.register(name=name, email=email, profession=prof, country=country,
-                              registration_number=number, password=password)
+            new = accounts.register(name=name, email=email, profession=prof, country=country,
+                                    registration_number=number, password=password)
             seen["accepted"] += 1
-            assert len(accounts.all()) == before + 1
+            assert len(accounts.all()) == before + (new is not None)  # None: the email was taken
         except ValidationError as exc:
             assert exc.field in {"name", "email", "profession", "country", "registration_number", "password"}
             assert len(accounts.all()) == before  # nothing stored half

@@ -150,7 +150,7 @@ def test_register_approve_sign_in_answer_sign_out(page, server):
     fill(page, "reg-number", "19012345601")
     fill(page, "reg-password", PASSWORD)
     page.click("#register")
-    page.wait_for_function("() => document.querySelector('#register-message').innerText.includes('pending')",
+    page.wait_for_function("() => document.querySelector('#register-message').innerText.includes('received')",
                            timeout=30000)
     sign_in(page, "anna@example.org", expect="waiting for verification")
     assert "Public" in page.locator("#status").inner_text()
