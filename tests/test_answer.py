@@ -311,7 +311,8 @@ def test_dutch_hcp_question_is_answered_from_a_dutch_hcp_text_where_there_is_one
 
 
 def test_dutch_refusal_is_in_dutch(engine):
-    reply = engine.ask("Welke dosis larotrectinib moet ik nemen?")
+    # (not "welke dosis moet ik nemen": a dose for oneself may also get the advice reply)
+    reply = engine.ask("Wat is de dosering van larotrectinib bij volwassenen?")
     assert reply.kind == "hcp_only" and "zorgprofessionals" in reply.answer
 
 

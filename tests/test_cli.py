@@ -139,8 +139,8 @@ def test_review_lists_what_got_no_answer(dirs, tmp_path):
 
 
 def test_eval_cv_reports_held_out_families(dirs):
-    """A quick run (3 folds, 120 messages of each): the full one is in README."""
-    proc = run(["eval", "--cv", "--json", "--folds", "3", "--limit", "120"], dirs)
+    """A quick run (2 folds, 120 messages of each): the full one is in README."""
+    proc = run(["eval", "--cv", "--json", "--folds", "2", "--limit", "120"], dirs)
     table = json.loads(proc.stdout.strip().splitlines()[-1])
     assert table["families"] >= 50 and set(table["per_kind"]) >= {"answer", "adverse_event", "hcp_only"}
     assert table["adverse_event_recall"] >= 0.9

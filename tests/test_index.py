@@ -21,7 +21,9 @@ def small(tmp_path, embedder):
     for rel in SMALL:
         (corpus / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(CORPUS / rel, corpus / rel)
-    shutil.copytree(CORPUS / "utterances", corpus / "utterances")  # the reply-kind model learns from them
+    # the reply-kind model learns from labelled messages: one file of every kind keeps training short
+    (corpus / "utterances").mkdir()
+    shutil.copy(CORPUS / "utterances" / "kinds.jsonl", corpus / "utterances" / "kinds.jsonl")
     settings = make_settings(tmp_path)
     first = build_index(settings, embedder)
     return settings, corpus, first
