@@ -166,17 +166,18 @@ def cross_validate(engine: Engine, folds: int = 5, limit: int | None = None) -> 
     threshold = gen.meta.get("ae_threshold", 0.5)
     extra, extra_vectors = intent.passage_examples(gen)  # part of the texts: in every fold's training
     # the model's held-out doubt for each user's question, as index computes it for the gate's second stage
-    doubt = training.held_doubt(intent.held_out(utts, vecs, folds, passages=(extra, extra_vectors)))
+    held_out = intent.held_out(utts, vecs, folds, passages=(extra, extra_vectors))
+    doubt = training.held_doubt(held_out)
     X, y, groups, doubts = training.gate_pairs(engine.settings, engine.embedder, gen, doubt)
     out = CrossValidation()
     served = snap.intent, snap.gate
     try:
-        for train, test in intent.split(utts, folds):
+        for (_, test), model in zip(intent.split(utts, folds), held_out.models):
             held = {utts[i].family for i in test}
             keep = np.asarray([g not in held for g in groups], dtype=bool)
             snap.gate = Gate.from_meta(training.fit_gate(X[keep], y[keep], groups[keep], doubts[keep]))
-            snap.intent = intent.fit([utts[i] for i in train] + extra, np.vstack([vecs[train], extra_vectors]),
-                                     threshold)
+            snap.intent = model  # fitted by held_out without this fold's families
+            model.ae_threshold = threshold
             for i in test[:limit]:  # a quick look: the first `limit` of each fold (the data's key order)
                 u = utts[i]
                 roles = ["public", "hcp"] if u.label == "clinical" else ["public"]

@@ -35,7 +35,7 @@ PAGE = 2000
 # everything, like a change of model): sentences with title and section, chunks as their mean
 VECTORS = "sentences-titled/chunk-mean"
 # how the reply-kind model and the answer gate are trained (a change retrains on the next run)
-TRAINING = "intent-lr-char+minilm+nearest+passages/gate-lr+doubt+floor/v4"
+TRAINING = "intent-lr-char+minilm+nearest+passages/gate-lr+doubt+floor/v5"
 
 
 class IndexUnavailable(Exception):
@@ -560,15 +560,17 @@ def _train(settings: Settings, store: Store, gen: str, embedder) -> dict:
     # unchanged corpus, as tests and new replicas build, does not train again
     ident = getattr(embedder, "identity", "")
     messages = sorted(u.key for u in generation.utterances)
+    fitted: dict = {}  # the serving model, when train_intent fits it beside the folds' models
     trained = _cached(settings, [TRAINING, ident, messages, sorted(generation.questions)],
-                      lambda: train_intent(generation))  # the passage questions are examples too
+                      lambda: train_intent(generation, fitted))  # the passage questions are examples too
     trained.update(_cached(settings, [TRAINING, VECTORS, ident, messages, sorted(c.id for c in generation.chunks),
                                       sorted(generation.questions)],
                            lambda: train_gate(settings, generation, embedder, trained.get("doubt"))))
     trained.pop("doubt", None)  # a value per message: what the gate learned from it is kept instead
     trained["recipe"] = TRAINING
     # the serving model itself, so that serving processes load it rather than fit it
-    intent.fit_generation(generation, trained.get("ae_threshold", 0.5), settings.model_cache_dir)
+    intent.fit_generation(generation, trained.get("ae_threshold", 0.5), settings.model_cache_dir,
+                          fitted.get("model"))
     col = store.collection(store.utterance_collection_name(gen))
     col.modify(metadata={"trained": json.dumps(trained)})
     return trained

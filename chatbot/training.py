@@ -183,11 +183,15 @@ def fit_gate(X: np.ndarray, y: np.ndarray, groups: np.ndarray, doubt: np.ndarray
     }
 
 
-def train_intent(generation: Generation) -> dict:
+def train_intent(generation: Generation, keep: dict | None = None) -> dict:
+    """The side-effect cut-off and the model's held-out doubt; with ``keep``, the serving model,
+    fitted beside the folds' models, is left in it (``keep["model"]``)."""
     out: dict = {}
     if generation.utterances:
         held = intent.held_out(generation.utterances, generation.utterance_embeddings,
-                               passages=intent.passage_examples(generation))
+                               passages=intent.passage_examples(generation), full=keep is not None)
+        if keep is not None:
+            keep["model"] = held.full
         out["ae_threshold"] = intent.choose_ae_threshold(held)
         labels = held.labels()
         pred = held.predicted(out["ae_threshold"])
