@@ -225,8 +225,10 @@ class Engine:
         q = policy.clean(question)
         if not q:
             return Reply(policy.INVALID, msg(policy.detect_language(question or ""), "empty"))
-        if not re.search(r"[^\W\d_]", q):  # no letters ("???", "…"): nothing to understand
-            return Reply(policy.OUT_OF_SCOPE, msg("en", "out_of_scope"), language="en")
+        if not re.search(r"[^\W\d_]", q):  # policy: no letters ("???", "…") is not a message to understand:
+            # the user is asked to type a question, in the language of the chat so far
+            lang = policy.detect_language(history[-1]) if history and isinstance(history[-1], str) else "en"
+            return Reply(policy.INVALID, msg(lang, "empty"), language=lang)
         if not re.search(r"[a-zA-Z\u00c0-\u024f]", q):  # letters, none of the Latin script: another language
             return Reply(policy.INVALID, msg("en", "other_language"), language="en")
         if len(q) > self.settings.max_question_chars:

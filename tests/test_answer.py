@@ -37,10 +37,12 @@ def test_answer_is_composed_from_cited_corpus_sentences(engine, chunks):
     assert reply.timings["total_ms"] > 0 and reply.generation
 
 
-@pytest.mark.parametrize("q", ["???", "'", "…"])
-def test_questions_without_words_get_a_reply(engine, q):
+@pytest.mark.parametrize("q", ["???", "'", "…", "....", "!!! ??"])
+def test_a_message_without_letters_asks_for_a_question(engine, q):
     reply = engine.ask(q)
-    assert reply.kind in ("no_answer", "out_of_scope") and reply.answer
+    assert reply.kind == "invalid" and reply.answer == "Please type a question about TRK fusion cancer."
+    dutch = engine.ask(q, ["wat is trk-fusiekanker?"])
+    assert dutch.kind == "invalid" and dutch.language == "nl" and dutch.answer == "Typ een vraag over TRK-fusiekanker."
 
 
 def test_a_message_in_another_script_is_told_which_languages_are_answered(engine):
