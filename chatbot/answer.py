@@ -6,6 +6,7 @@ import json
 import re
 import threading
 import time
+import unicodedata
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -225,11 +226,14 @@ class Engine:
         q = policy.clean(question)
         if not q:
             return Reply(policy.INVALID, msg(policy.detect_language(question or ""), "empty"))
-        if not re.search(r"[^\W\d_]", q):  # policy: no letters ("???", "…") is not a message to understand:
-            # the user is asked to type a question, in the language of the chat so far
+        letters = re.search(r"[^\W\d_]", q)
+        if not letters and all(unicodedata.category(ch)[0] in "PNZ" for ch in q):
+            # policy: punctuation and digits alone ("???", "…") are not a message to understand: the user
+            # is asked to type a question, in the language of the chat so far (an emoji such as a thumbs-up
+            # is a message: the model reads it)
             lang = policy.detect_language(history[-1]) if history and isinstance(history[-1], str) else "en"
             return Reply(policy.INVALID, msg(lang, "empty"), language=lang)
-        if not re.search(r"[a-zA-Z\u00c0-\u024f]", q):  # letters, none of the Latin script: another language
+        if letters and not re.search(r"[a-zA-Z\u00c0-\u024f]", q):  # letters, none of the Latin script: another language
             return Reply(policy.INVALID, msg("en", "other_language"), language="en")
         if len(q) > self.settings.max_question_chars:
             lang = policy.detect_language(q[:500])

@@ -45,6 +45,11 @@ def test_a_message_without_letters_asks_for_a_question(engine, q):
     assert dutch.kind == "invalid" and dutch.language == "nl" and dutch.answer == "Typ een vraag over TRK-fusiekanker."
 
 
+def test_an_emoji_is_a_message_the_model_reads(engine):
+    """A thumbs-up after an answer is thanks, not empty input."""
+    assert engine.ask("👍", ["What is TRK fusion cancer?"]).kind == "small_talk"
+
+
 def test_a_message_in_another_script_is_told_which_languages_are_answered(engine):
     reply = engine.ask("กก'")
     assert reply.kind == "invalid" and "English and Dutch" in reply.answer and "Nederlands" in reply.answer
