@@ -44,8 +44,11 @@ class Utterance:
 
     @property
     def key(self) -> str:
-        """A stable id: the same message with the same label and history is the same example."""
-        raw = json.dumps([self.text, self.label, self.lang, list(self.history)], ensure_ascii=False)
+        """A stable id: the same message with the same label, history, answerability and family is the
+        same example (each of them changes what the model learns: a corrected `answerable` must
+        retrain it)."""
+        raw = json.dumps([self.text, self.label, self.lang, list(self.history), self.answerable, self.family],
+                         ensure_ascii=False)
         return hashlib.sha1(raw.encode()).hexdigest()[:16]
 
 

@@ -56,6 +56,21 @@ def test_noop_run_never_loads_the_model(small):
     assert build_index(settings, factory).chunks_embedded == 0
 
 
+def test_correcting_whether_a_question_is_answerable_retrains(small, embedder):
+    """A maintainer's label fix (`answerable`, or a message moved to another family) is a change."""
+    settings, corpus, first = small
+    path = corpus / "utterances" / "kinds.jsonl"
+    lines = path.read_text().splitlines()
+    i = next(n for n, line in enumerate(lines) if '"label": "question"' in line and "answerable" not in line)
+    lines[i] = lines[i][:-1] + ', "answerable": false}'
+    path.write_text("\n".join(lines) + "\n")
+    summary = build_index(settings, embedder)
+    assert summary.changed and summary.generation != first.generation
+    gen = Store(settings).read_current()
+    assert sum(not u.answerable for u in gen.utterances) == 1 + sum(
+        '"answerable": false' in line for n, line in enumerate(lines) if n != i)
+
+
 def test_edit_one_document_changes_only_its_chunks(small, embedder):
     settings, corpus, _ = small
     before = chunk_ids(settings)
