@@ -13,8 +13,10 @@ import importlib.util
 import os
 import re
 import secrets
+import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -327,7 +329,9 @@ class Screen:
 def build(app: App, browser_secret: str | None = None) -> gr.Blocks:
     """The page: a compact header (name, status, language), the chat, HCP and maintainer tabs, a
     disclaimer that stays in view, and the ``ask`` API."""
-    with gr.Blocks(title="TRK Assistant") as demo:
+    # files Gradio keeps to serve (only the case exports here) are deleted EXPORT_MAX_AGE after they
+    # were made: an export holds reporters' contact details, and its address needs no session
+    with gr.Blocks(title="TRK Assistant", delete_cache=(EXPORT_MAX_AGE, EXPORT_MAX_AGE)) as demo:
         token = gr.BrowserState("", storage_key="trk_session", secret=browser_secret or secrets.token_hex(16))
         with gr.Row(elem_id="header", equal_height=True):
             title = gr.Markdown(f"# {T['en']['title']}", elem_id="title")
@@ -737,7 +741,7 @@ def cases_screen(app: App, shell: Shell, maintainer: Callable) -> Screen:
         account, cases = authorised(tok)
         if account is None:
             return gr.update(value=None, visible=False)
-        folder = tempfile.mkdtemp(prefix="trk-cases-")
+        folder = tempfile.mkdtemp(dir=export_folder())
         path = os.path.join(folder, f"side-effect-cases-{cases.clock():%Y%m%d-%H%M%S}.{fmt}")
         with open(path, "w", encoding="utf-8") as fh:
             fh.write(cases.export(fmt, actor=f"account:{account.id}"))
@@ -755,6 +759,23 @@ def cases_screen(app: App, shell: Shell, maintainer: Callable) -> Screen:
         (export_file, lambda t: gr.update(label=t["export_file"])),
     ]
     return Screen(tab, texts)
+
+
+EXPORT_MAX_AGE = 600  # seconds an export file is kept for its download
+_export_root: Path | None = None
+
+
+def export_folder(now: float | None = None) -> Path:
+    """This process's folder for case exports (private to the app's user), first emptied of exports
+    older than EXPORT_MAX_AGE: an export is a download, not a store, and Gradio serves its own copy."""
+    global _export_root
+    if _export_root is None or not _export_root.is_dir():
+        _export_root = Path(tempfile.mkdtemp(prefix="trk-exports-"))
+    now = time.time() if now is None else now
+    for old in _export_root.iterdir():
+        if now - old.stat().st_mtime > EXPORT_MAX_AGE:
+            shutil.rmtree(old, ignore_errors=True)
+    return _export_root
 
 
 def cases_table(rows: list[dict]) -> str:

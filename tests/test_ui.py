@@ -467,6 +467,25 @@ def test_the_contact_form_reaches_only_this_chats_own_report(server, guarded):
     assert guarded_state(server, guarded["accounts"])["cases"] == before
 
 
+def test_case_exports_are_not_kept_past_their_download():
+    """An export (reporters' contact details) is written to a folder only the app's user can read,
+    and is deleted EXPORT_MAX_AGE after it was made (Gradio's copy too: Blocks' delete_cache)."""
+    import os
+    import tempfile
+    import time
+
+    from chatbot import ui
+
+    root = ui.export_folder()
+    assert root.stat().st_mode & 0o777 == 0o700
+    old, new = Path(tempfile.mkdtemp(dir=root)), Path(tempfile.mkdtemp(dir=root))
+    (old / "side-effect-cases.csv").write_text("id,contact\n1,anna@example.org\n")
+    made = time.time() - ui.EXPORT_MAX_AGE - 60
+    os.utime(old, (made, made))
+    assert ui.export_folder() == root
+    assert not old.exists() and new.exists()
+
+
 def test_the_event_stream_carries_the_security_headers(server):
     """Gradio's streamed results (server-sent events), through the real uvicorn server."""
     out, headers = ui_event(server, "chat_send", "What is TRK fusion cancer?", [], None, None, "", "English")
