@@ -86,7 +86,6 @@ def test_a_rewrite_that_keeps_the_passages_numbers_is_used(built, embedder, engi
     (DOSE, "hcp", "Adults take 100 mg of larotrectinib by mouth three times a day, 300 mg in all [1]."),
     ("What is the response rate of larotrectinib?", "hcp", "The overall response rate was 79% by independent review [1]."),
     ("What is the response rate of larotrectinib?", "hcp", "Grade 1 adverse events were seen in 1% of patients [1]."),
-    ("How common is TRK fusion cancer?", "public", "In adults, about 0.3% of lung cancers carry an NTRK fusion [2]."),
     ("Hoe vaak komt TRK-fusiekanker voor?", "public", "Ongeveer 3 procent van de solide tumoren heeft een NTRK-genfusie [1]."),
 ])
 def test_a_rewrite_with_an_invented_number_falls_back_to_the_extractive_answer(built, embedder, engine, question,
