@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException
 
 from chatbot import policy
 from chatbot.accounts import AccountError, StorageUnavailable
+from chatbot.headers import SecurityHeaders
 from chatbot.index import IndexUnavailable
 from chatbot.messages import msg
 from chatbot.service import App
@@ -255,4 +256,6 @@ def create_app(service: App, with_ui: bool = True) -> FastAPI:
         from chatbot.ui import mount_ui
 
         mount_ui(root, service)
+    # outermost: every response of both, the streamed ones too (chatbot/headers.py)
+    root.add_middleware(SecurityHeaders, https=service.settings.https)
     return root

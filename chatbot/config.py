@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     browser_secret: str | None = Field(
         default=None, description="key for the session token kept in the browser; share it across replicas"
     )
+    https: bool = Field(default=False, description="served behind TLS (TRK_HTTPS=1): responses carry "
+                                                     "Strict-Transport-Security")
     ask_concurrency: int = Field(default=32, description="answers computed at once by one app process")
     host: str = "127.0.0.1"
     port: int = 7860

@@ -13,10 +13,13 @@ import importlib.util
 import os
 import re
 import secrets
+import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 # Gradio's queue rebuilds a pandas table of its last 10,000 events after every event, for its
 # monitoring page (unused here): measured with py-spy, 7% of the server's time under load, and
@@ -25,6 +28,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "1000")
 os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "1000")
 
 import gradio as gr  # noqa: E402
+from starlette.responses import JSONResponse  # noqa: E402
+from starlette.staticfiles import StaticFiles  # noqa: E402
 
 from chatbot.accounts import HARD_LOCK_AFTER, PROFESSIONS, AccountError, ValidationError
 from chatbot.answer import Reply
@@ -149,7 +154,7 @@ CSS = """
 #lang .wrap {gap: 4px}
 #lang label {padding: 2px 8px !important; font-size: 0.85rem}
 #lang [data-testid="block-info"] {font-size: 0.8rem; margin-bottom: 2px; color: #374151; background: none}
-#live {position: absolute !important; width: 1px; height: 1px; overflow: hidden; clip: rect(0, 0, 0, 0);
+#live {position: absolute !important; width: 1px; height: 1px; overflow: hidden !important; clip: rect(0, 0, 0, 0);
   padding: 0 !important; border: 0 !important; margin: 0 !important}
 #disclaimer {position: fixed !important; left: 0; right: 0; bottom: 0; z-index: 20; margin: 0 !important;
   background: var(--body-background-fill); border-top: 1px solid var(--border-color-primary);
@@ -188,40 +193,16 @@ table.cases th, table.cases td {border: 1px solid var(--border-color-primary); p
   .tab-container button {padding-left: 6px !important; padding-right: 6px !important; font-size: 0.85rem}
 }
 """
-# Run once on page load. Screen readers hear each answer once, complete, from our live region
-# (#live, polite); Gradio's chat log is a live region too, which would read every streamed step and
-# the source cards, so it is set to "off", and the label Gradio puts on each message (its raw
-# HTML) is taken off, so the message is read as shown. A citation marker opens its source card,
-# moves focus to it (a <details>: announced as expanded) and scrolls it into view.
-JS = """
-() => {
-  const setUp = () => {
-    const live = document.getElementById('live');
-    const log = document.querySelector('#chatbot [role=log]');
-    if (!live || !log) { setTimeout(setUp, 200); return; }
-    live.setAttribute('role', 'status');
-    live.setAttribute('aria-live', 'polite');
-    log.setAttribute('aria-live', 'off');
-    const unlabel = () => log.querySelectorAll('[data-testid=bot][aria-label], [data-testid=user][aria-label]')
-      .forEach((m) => m.removeAttribute('aria-label'));
-    new MutationObserver(unlabel).observe(log, {childList: true, subtree: true, attributes: true,
-                                                attributeFilter: ['aria-label']});
-  };
-  setUp();
-  document.addEventListener('click', (event) => {
-    const link = event.target.closest ? event.target.closest('a.cite') : null;
-    if (!link) return;
-    const card = document.getElementById(decodeURIComponent(link.hash.slice(1)));
-    if (!card) return;
-    event.preventDefault();
-    event.stopPropagation();
-    card.open = true;
-    const summary = card.querySelector('summary');
-    if (summary) summary.focus();
-    card.scrollIntoView({block: 'nearest'});
-  }, true);
-}
-"""
+# The page's own script (the live region, citation markers that open their cards): a file served
+# from this origin, not a string handed to Gradio, which would compile it at run time and so need
+# 'unsafe-eval' in the Content-Security-Policy (chatbot/headers.py).
+STATIC_DIR = Path(__file__).parent / "static"
+STATIC_PATH = "/trk-static"
+HEAD = '<script src="trk-static/ui.js" defer></script>'
+# Every UI event is the page's own: kept out of the API description (only `ask` is listed there).
+# They can still be called over HTTP as the page calls them, so each one that reads or changes
+# anything behind an account checks the server-side session itself (see `maintainer_of`).
+INTERNAL = {"api_visibility": "private"}
 _MARKER = re.compile(r"&#91;(\d+)&#93;")
 _URL = re.compile(r"https?://[^\s\"'<>]+")
 
@@ -311,6 +292,14 @@ def client_address(request: gr.Request | None) -> str:
     return request.client.host if request is not None and request.client else ""
 
 
+def browser_language(request: gr.Request) -> str:
+    """The language switch's first value: Nederlands when the browser's first language is Dutch
+    (its Accept-Language header, which says what `navigator.language` says), else English."""
+    header = request.headers.get("accept-language", "") if request is not None else ""
+    first = header.split(",")[0].split(";")[0].strip().lower()
+    return "Nederlands" if first == "nl" or first.startswith("nl-") else "English"
+
+
 def check_rate(app: App, request: gr.Request | None) -> None:
     """The REST API's per-client limit on questions holds in the chat too (the same counter)."""
     wait = app.wait_to_ask(client_address(request))
@@ -340,7 +329,9 @@ class Screen:
 def build(app: App, browser_secret: str | None = None) -> gr.Blocks:
     """The page: a compact header (name, status, language), the chat, HCP and maintainer tabs, a
     disclaimer that stays in view, and the ``ask`` API."""
-    with gr.Blocks(title="TRK Assistant") as demo:
+    # files Gradio keeps to serve (only the case exports here) are deleted EXPORT_MAX_AGE after they
+    # were made: an export holds reporters' contact details, and its address needs no session
+    with gr.Blocks(title="TRK Assistant", delete_cache=(EXPORT_MAX_AGE, EXPORT_MAX_AGE)) as demo:
         token = gr.BrowserState("", storage_key="trk_session", secret=browser_secret or secrets.token_hex(16))
         with gr.Row(elem_id="header", equal_height=True):
             title = gr.Markdown(f"# {T['en']['title']}", elem_id="title")
@@ -359,17 +350,19 @@ def build(app: App, browser_secret: str | None = None) -> gr.Blocks:
             t = T[code(choice)]
             return [status_text(app.account(tok), code(choice))] + [text(t) for _, text in texts]
 
-        lang.change(switch, inputs=[lang, token], outputs=[status] + [c for c, _ in texts])
-        demo.load(None, js="() => (navigator.language || 'en').toLowerCase().startsWith('nl') ? 'Nederlands' : 'English'",
-                  outputs=lang)
+        lang.change(switch, inputs=[lang, token], outputs=[status] + [c for c, _ in texts], api_name="language",
+                    **INTERNAL)
+        # the browser's language picks one on the first visit (its first choice, as the browser sends it)
+        demo.load(browser_language, outputs=lang, api_name="browser_language", **INTERNAL)
 
         def refresh(tok, choice):
             account = app.account(tok)
             return status_text(account, code(choice)), gr.update(visible=bool(account and account.is_maintainer))
 
-        demo.load(refresh, inputs=[token, lang], outputs=[status, maint.tab])
-        for event in hcp.events:  # signing in or out shows or hides the maintainer tab
-            event.then(refresh, inputs=[token, lang], outputs=[status, maint.tab])
+        demo.load(refresh, inputs=[token, lang], outputs=[status, maint.tab], api_name="status", **INTERNAL)
+        for event, name in zip(hcp.events, ("status_after_sign_in", "status_after_sign_out")):
+            # signing in or out shows or hides the maintainer tab
+            event.then(refresh, inputs=[token, lang], outputs=[status, maint.tab], api_name=name, **INTERNAL)
 
         # API: the same JSON as `python -m chatbot ask --json` -------------------------------------
         def ask(question: str, history: list[str], session_token: str, request: gr.Request) -> dict:
@@ -392,7 +385,9 @@ def chat_screen(app: App, shell: Shell) -> Screen:
         chatbot = gr.Chatbot(elem_id="chatbot", label=t["chat_label"], show_label=False, height="58vh",
                              min_height=260, sanitize_html=True, render_markdown=True, placeholder=t["intro"],
                              buttons=["copy", "copy_all"])  # no "share" (to Hugging Face; unlabelled)
-        live = gr.HTML("", elem_id="live")  # visually hidden; announced (aria-live, set by JS)
+        # visually hidden; announced (aria-live, set by ui.js). Markdown, not gr.HTML: Gradio 6 renders an
+        # HTML component's template with the Function constructor, which the page's CSP forbids
+        live = gr.Markdown("", elem_id="live", latex_delimiters=[])
         next_head = gr.Markdown(f"**{t['examples']}**", elem_id="next-head")
         with gr.Row(elem_id="next-questions"):
             nexts = [gr.Button(q, size="sm", elem_id=f"next-{i}", elem_classes="next-question")
@@ -447,10 +442,11 @@ def chat_screen(app: App, shell: Shell) -> Screen:
     chat_io = dict(inputs=[box, chatbot, questions, meta, shell.token, shell.lang],
                    outputs=[chatbot, box, questions, meta, live, next_head, *nexts, case_ref, contact_box, consent,
                             c_msg, c_ok], concurrency_limit=32)
-    send.click(respond, **chat_io)
-    box.submit(respond, **chat_io)
-    for b in nexts:
-        b.click(lambda q: q, inputs=b, outputs=box).then(respond, **chat_io)
+    send.click(respond, api_name="chat_send", **chat_io, **INTERNAL)
+    box.submit(respond, api_name="chat_submit", **chat_io, **INTERNAL)
+    for i, b in enumerate(nexts):
+        b.click(lambda q: q, inputs=b, outputs=box, api_name=f"next_{i}", **INTERNAL).then(
+            respond, api_name=f"next_{i}_answer", **chat_io, **INTERNAL)
 
     def on_like(data: gr.LikeData, meta_map):
         info = (meta_map or {}).get(str(data.index if isinstance(data.index, int) else data.index[0]))
@@ -460,7 +456,7 @@ def chat_screen(app: App, shell: Shell) -> Screen:
             except AccountError:
                 pass
 
-    chatbot.like(on_like, inputs=[meta], outputs=None)
+    chatbot.like(on_like, inputs=[meta], outputs=None, api_name="feedback", **INTERNAL)
 
     def leave_contact(ref, name, how, agreed, choice):
         lt = T[code(choice)]
@@ -472,7 +468,8 @@ def chat_screen(app: App, shell: Shell) -> Screen:
             return lt["contact_errors"]["other"], gr.skip(), gr.skip()
         return lt["contact_saved"], "", ""
 
-    c_send.click(leave_contact, inputs=[case_ref, c_name, c_how, c_ok, shell.lang], outputs=[c_msg, c_name, c_how])
+    c_send.click(leave_contact, inputs=[case_ref, c_name, c_how, c_ok, shell.lang], outputs=[c_msg, c_name, c_how],
+                 api_name="contact", **INTERNAL)
     texts = [
         (tab, lambda t: gr.update(label=t["chat_tab"])),
         (chatbot, lambda t: gr.update(label=t["chat_label"], placeholder=t["intro"])),
@@ -521,7 +518,7 @@ def hcp_screen(app: App, shell: Shell) -> Screen:
         return tok, T[code(choice)]["signed_in"], ""
 
     signed_in = signin.click(do_signin, inputs=[email, password, shell.lang],
-                             outputs=[shell.token, auth_msg, password])
+                             outputs=[shell.token, auth_msg, password], api_name="sign_in", **INTERNAL)
 
     def do_signout(tok, choice):
         if app.accounts is not None and tok:
@@ -531,7 +528,8 @@ def hcp_screen(app: App, shell: Shell) -> Screen:
                 pass
         return "", T[code(choice)]["signed_out"]
 
-    signed_out = signout.click(do_signout, inputs=[shell.token, shell.lang], outputs=[shell.token, auth_msg])
+    signed_out = signout.click(do_signout, inputs=[shell.token, shell.lang], outputs=[shell.token, auth_msg],
+                               api_name="sign_out", **INTERNAL)
 
     def do_register(name, mail, prof, country, number, pw, choice):
         t = T[code(choice)]
@@ -545,7 +543,7 @@ def hcp_screen(app: App, shell: Shell) -> Screen:
         return t["registered"], ""
 
     register.click(do_register, inputs=[r_name, r_email, r_prof, r_country, r_number, r_password, shell.lang],
-                   outputs=[reg_msg, r_password])
+                   outputs=[reg_msg, r_password], api_name="register", **INTERNAL)
     texts = [
         (tab, lambda t: gr.update(label=t["hcp_tab"])), (signin_head, lambda t: t["signin_head"]),
         (email, lambda t: gr.update(label=t["email"])), (password, lambda t: gr.update(label=t["password"])),
@@ -614,8 +612,9 @@ def maintainer_screen(app: App, shell: Shell) -> Screen:
         return "\n".join(lines), pend_md, locked_md, fb_md, review_md
 
     shown = [index_info, pending, locked, feedback, review]
-    tab.select(overview, inputs=[shell.token, shell.lang], outputs=shown)
-    overview_tab.select(overview, inputs=[shell.token, shell.lang], outputs=shown)
+    tab.select(overview, inputs=[shell.token, shell.lang], outputs=shown, api_name="maintainer_tab", **INTERNAL)
+    overview_tab.select(overview, inputs=[shell.token, shell.lang], outputs=shown, api_name="overview_tab",
+                        **INTERNAL)
 
     def do_unlock(tok, mail, choice):
         account = maintainer(tok)
@@ -627,7 +626,8 @@ def maintainer_screen(app: App, shell: Shell) -> Screen:
             return f"❌ {esc(str(exc))}"
         return f"✅ {esc(mail)}: unlocked"
 
-    unlock.click(do_unlock, inputs=[shell.token, u_email, shell.lang], outputs=unlock_msg)
+    unlock.click(do_unlock, inputs=[shell.token, u_email, shell.lang], outputs=unlock_msg, api_name="unlock",
+                 **INTERNAL)
 
     def do_reindex(tok, choice, progress=gr.Progress()):
         account = maintainer(tok)
@@ -650,7 +650,7 @@ def maintainer_screen(app: App, shell: Shell) -> Screen:
             app._reindex_lock.release()
 
     reindex.click(do_reindex, inputs=[shell.token, shell.lang], outputs=[reindex_msg], concurrency_limit=1,
-                  concurrency_id="reindex")
+                  concurrency_id="reindex", api_name="reindex", **INTERNAL)
 
     def decide(tok, mail, reason, verdict, choice):
         account = maintainer(tok)
@@ -666,9 +666,9 @@ def maintainer_screen(app: App, shell: Shell) -> Screen:
         return f"✅ {esc(mail)}: {verdict}d"
 
     approve.click(lambda t, m, r, c: decide(t, m, r, "approve", c), inputs=[shell.token, m_email, m_reason, shell.lang],
-                  outputs=decide_msg)
+                  outputs=decide_msg, api_name="approve", **INTERNAL)
     reject.click(lambda t, m, r, c: decide(t, m, r, "reject", c), inputs=[shell.token, m_email, m_reason, shell.lang],
-                 outputs=decide_msg)
+                 outputs=decide_msg, api_name="reject", **INTERNAL)
     texts = [
         (tab, lambda t: gr.update(label=t["maint_tab"])), (index_head, lambda t: t["index_head"]),
         (reindex, lambda t: gr.update(value=t["reindex"])), (pending_head, lambda t: t["pending_head"]),
@@ -694,7 +694,7 @@ def cases_screen(app: App, shell: Shell, maintainer: Callable) -> Screen:
     t = T["en"]
     with gr.Tab(t["cases_tab"], id="cases") as tab:
         head = gr.Markdown(t["cases_head"])
-        table = gr.HTML("", elem_id="cases-table")
+        table = gr.Markdown("", elem_id="cases-table", latex_delimiters=[])  # an HTML table (not gr.HTML: see `live`)
         with gr.Row():
             case_id = gr.Textbox(label=t["case_id"], elem_id="case-id", max_lines=1)
             status = gr.Dropdown(["forwarded", "closed"], value="forwarded", label=t["case_status"],
@@ -722,7 +722,7 @@ def cases_screen(app: App, shell: Shell, maintainer: Callable) -> Screen:
         except AccountError as exc:
             return f"❌ {esc(str(exc))}"
 
-    tab.select(view, inputs=[shell.token, shell.lang], outputs=table)
+    tab.select(view, inputs=[shell.token, shell.lang], outputs=table, api_name="cases", **INTERNAL)
 
     def do_mark(tok, number, new_status, choice):
         account, cases = authorised(tok)
@@ -734,20 +734,23 @@ def cases_screen(app: App, shell: Shell, maintainer: Callable) -> Screen:
             return f"❌ {esc(str(exc))}", gr.skip()
         return f"✅ case {row['id']}: {esc(row['status'])}", view(tok, choice)
 
-    mark.click(do_mark, inputs=[shell.token, case_id, status, shell.lang], outputs=[mark_msg, table])
+    mark.click(do_mark, inputs=[shell.token, case_id, status, shell.lang], outputs=[mark_msg, table],
+               api_name="case_mark", **INTERNAL)
 
     def do_export(tok, fmt):
         account, cases = authorised(tok)
         if account is None:
             return gr.update(value=None, visible=False)
-        folder = tempfile.mkdtemp(prefix="trk-cases-")
+        folder = tempfile.mkdtemp(dir=export_folder())
         path = os.path.join(folder, f"side-effect-cases-{cases.clock():%Y%m%d-%H%M%S}.{fmt}")
         with open(path, "w", encoding="utf-8") as fh:
             fh.write(cases.export(fmt, actor=f"account:{account.id}"))
         return gr.update(value=path, visible=True)
 
-    export_csv.click(lambda tok: do_export(tok, "csv"), inputs=shell.token, outputs=export_file)
-    export_json.click(lambda tok: do_export(tok, "json"), inputs=shell.token, outputs=export_file)
+    export_csv.click(lambda tok: do_export(tok, "csv"), inputs=shell.token, outputs=export_file,
+                     api_name="cases_export_csv", **INTERNAL)
+    export_json.click(lambda tok: do_export(tok, "json"), inputs=shell.token, outputs=export_file,
+                      api_name="cases_export_json", **INTERNAL)
     texts = [
         (tab, lambda t: gr.update(label=t["cases_tab"])), (head, lambda t: t["cases_head"]),
         (case_id, lambda t: gr.update(label=t["case_id"])), (status, lambda t: gr.update(label=t["case_status"])),
@@ -756,6 +759,23 @@ def cases_screen(app: App, shell: Shell, maintainer: Callable) -> Screen:
         (export_file, lambda t: gr.update(label=t["export_file"])),
     ]
     return Screen(tab, texts)
+
+
+EXPORT_MAX_AGE = 600  # seconds an export file is kept for its download
+_export_root: Path | None = None
+
+
+def export_folder(now: float | None = None) -> Path:
+    """This process's folder for case exports (private to the app's user), first emptied of exports
+    older than EXPORT_MAX_AGE: an export is a download, not a store, and Gradio serves its own copy."""
+    global _export_root
+    if _export_root is None or not _export_root.is_dir():
+        _export_root = Path(tempfile.mkdtemp(prefix="trk-exports-"))
+    now = time.time() if now is None else now
+    for old in _export_root.iterdir():
+        if now - old.stat().st_mtime > EXPORT_MAX_AGE:
+            shutil.rmtree(old, ignore_errors=True)
+    return _export_root
 
 
 def cases_table(rows: list[dict]) -> str:
@@ -788,11 +808,22 @@ def skip_missing_matplotlib() -> None:
         sys.modules["matplotlib"] = None
 
 
+async def no_uploads(_request) -> JSONResponse:
+    return JSONResponse({"error": "not_found", "detail": "this app takes no file uploads"}, status_code=404)
+
+
 def mount_ui(root, app: App) -> None:
     """The chat UI at / of the FastAPI application `root`. Gradio's queue lives in this process, so
     the UI is served by one process (see `chatbot.server`)."""
     skip_missing_matplotlib()
     demo = build(app, app.settings.browser_secret)
     demo.queue(default_concurrency_limit=16)
-    gr.mount_gradio_app(root, demo, path="/", css=CSS, js=JS, theme=THEME, footer_links=["api"],
-                        show_error=False)
+    # our script, and no uploads: routed before Gradio's mount at /, which takes every path not
+    # routed already. The chat takes no files, but Gradio's upload route would keep whatever anyone
+    # posts to it in its cache folder (and serve it back from this origin).
+    root.mount(STATIC_PATH, StaticFiles(directory=STATIC_DIR), name="trk-static")
+    root.add_route("/gradio_api/upload", no_uploads, methods=["POST"])
+    # run_history off: Gradio would otherwise keep calls of the public `ask` endpoint (the session
+    # token among their inputs) for a history page, and can copy them to a Hugging Face bucket
+    gr.mount_gradio_app(root, demo, path="/", css=CSS, head=HEAD, theme=THEME, footer_links=["api"],
+                        show_error=False, run_history=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import time
 
 import httpx
@@ -243,3 +244,206 @@ def test_the_rate_limit_holds_across_workers_and_the_ui(served):
     assert refused.json()["error"] == "rate_limited" and "203.0.113." in refused.json()["detail"]
     assert 1 <= int(refused.headers["Retry-After"]) <= 60
     assert replies[5] is not None and "Too many questions" in replies[5]
+
+
+# security headers on every response: the API, the chat page, Gradio's files and routes (in process) ---
+@pytest.fixture(scope="module")
+def whole_app(engine, accounts):
+    """The one application as `python app.py` serves it: the API and the Gradio chat mounted."""
+    with TestClient(create_app(App(engine.settings, engine, accounts), with_ui=True)) as c:
+        yield c
+
+
+def assert_security_headers(resp: httpx.Response, hsts: bool = False) -> dict[str, list[str]]:
+    """The headers every response carries; the CSP's directives, parsed."""
+    where = f"{resp.request.method} {resp.request.url.path} ({resp.status_code})"
+    assert resp.headers.get("x-content-type-options") == "nosniff", where
+    assert resp.headers.get("x-frame-options") == "DENY", where
+    assert resp.headers.get("referrer-policy") == "strict-origin-when-cross-origin", where
+    assert ("strict-transport-security" in resp.headers) == hsts, where
+    assert len(resp.headers.get_list("content-security-policy")) == 1, where
+    csp = {d.split()[0]: d.split()[1:] for d in resp.headers["content-security-policy"].split("; ")}
+    assert csp["frame-ancestors"] == ["'none'"] and csp["default-src"] == ["'none'"], where
+    assert csp["object-src"] == ["'none'"] and csp["base-uri"] == ["'none'"], where  # ASVS 5.0 3.4.3
+    assert "'unsafe-eval'" not in csp["script-src"] and "'unsafe-inline'" not in csp["script-src"], where
+    return csp
+
+
+def page_assets(page_html: str) -> list[str]:
+    """The script and stylesheet the chat page loads first (Gradio's build, hashed names)."""
+    return re.findall(r'(?:src|href)="\./(assets/[^"]+\.(?:js|css))"', page_html)
+
+
+def test_every_kind_of_response_carries_the_security_headers(whole_app):
+    page = whole_app.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assets = page_assets(page.text)
+    assert assets, "the page names no assets"
+    responses = [
+        page,
+        whole_app.get("/api/v1/health"),  # API JSON
+        whole_app.post("/api/v1/ask", json={"question": "What is TRK fusion cancer?"}),
+        whole_app.post("/api/v1/ask", json={}),  # API error (400)
+        whole_app.get("/api/v1/nowhere"),  # API 404
+        whole_app.post("/api/v1/ask", content=b"x" * (MAX_BODY_BYTES + 1),
+                       headers={"Content-Type": "application/json"}),  # refused by the body limit (413)
+        whole_app.get("/api/v1/openapi.json"),
+        whole_app.get("/api/v1/docs"),  # HTML (its own CSP, below)
+        whole_app.get("/config"),  # Gradio's JSON
+        whole_app.get("/gradio_api/info"),
+        whole_app.get("/theme.css"),
+        whole_app.get("/static/js/iframeResizer.contentWindow.min.js"),
+        whole_app.get("/trk-static/ui.js"),
+        whole_app.get("/manifest.json"),
+        whole_app.get("/favicon.ico"),
+        whole_app.get("/gradio_api/nowhere"),  # Gradio's 404
+        whole_app.get("/gradio_api/file=/etc/passwd"),  # Gradio's 403
+        whole_app.post("/gradio_api/upload", files={"files": ("a.html", b"<script>alert(1)</script>")}),
+    ] + [whole_app.get(f"/{asset}") for asset in assets]
+    for resp in responses:
+        assert_security_headers(resp)
+    codes = [r.status_code for r in responses]
+    assert {200, 400, 403, 404, 413} <= set(codes), codes
+
+
+def script_hash(body: bytes) -> str:
+    import base64
+    import hashlib
+
+    return f"'sha256-{base64.b64encode(hashlib.sha256(body).digest()).decode()}'"
+
+
+def test_the_pages_inline_scripts_and_no_others_are_allowed_by_hash(whole_app):
+    """Gradio's page carries its configuration in inline scripts built per request: each is allowed by
+    its sha256 in that page's CSP; nothing else inline runs, and other responses name no hashes."""
+    resp = whole_app.get("/")
+    csp = assert_security_headers(resp)
+    assert b"<base" not in resp.content  # Gradio's no-op <base href="./"> is taken out (base-uri 'none')
+    assert int(resp.headers["content-length"]) == len(resp.content)
+    scripts = re.findall(rb"<script\b([^>]*)>(.*?)</script>", resp.content, re.DOTALL)
+    inline = [body for attrs, body in scripts if b"src=" not in attrs]
+    assert len(inline) >= 4  # gradio_config, gradio_api_info, the mode, the resizer loader
+    assert set(csp["script-src"]) == {"'self'"} | {script_hash(b) for b in inline}
+    docs = assert_security_headers(whole_app.get("/api/v1/docs"))
+    assert "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/" in docs["script-src"]
+    assert any(s.startswith("'sha256-") for s in docs["script-src"])  # its inline set-up script
+    for other in (whole_app.get("/api/v1/openapi.json"), whole_app.get("/config")):
+        assert assert_security_headers(other)["script-src"] == ["'self'"]
+
+
+@pytest.mark.parametrize("encoding", ["br", "gzip", "identity"])
+def test_a_compressed_page_is_hashed_as_the_browser_reads_it(encoding):
+    """Gradio compresses .html/.js/.css files (not its page at / today): a page that comes compressed
+    is hashed after decompressing, as the browser hashes it."""
+    import gzip
+
+    import anyio
+    import brotli
+
+    from chatbot.headers import SecurityHeaders
+
+    page = b"<html><head><script>window.x = 1;</script><script src='a.js'></script></head>" + b"<p>x</p>" * 100
+    body = {"br": brotli.compress, "gzip": gzip.compress, "identity": bytes}[encoding](page)
+    seen: list[dict] = []
+
+    async def app(scope, receive, send):
+        headers = [(b"content-type", b"text/html; charset=utf-8")]
+        if encoding != "identity":
+            headers.append((b"content-encoding", encoding.encode()))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        half = len(body) // 2
+        await send({"type": "http.response.body", "body": body[:half], "more_body": True})
+        await send({"type": "http.response.body", "body": body[half:], "more_body": False})
+
+    async def run():
+        async def send(message):
+            seen.append(message)
+
+        async def receive():
+            return {"type": "http.disconnect"}
+
+        await SecurityHeaders(app)({"type": "http", "path": "/", "method": "GET", "headers": []}, receive, send)
+
+    anyio.run(run)
+    csp = dict(seen[0]["headers"])[b"content-security-policy"].decode()
+    assert f"script-src 'self' {script_hash(b'window.x = 1;')};" in csp
+    assert b"".join(m.get("body", b"") for m in seen[1:]) == body  # the body itself untouched
+
+
+def test_hsts_only_when_served_behind_tls(engine, accounts, monkeypatch):
+    from chatbot.config import Settings
+
+    assert Settings().https is False
+    monkeypatch.setenv("TRK_HTTPS", "1")
+    assert Settings().https is True
+    settings = engine.settings.model_copy(update={"https": True})
+    for with_ui in (False, True):
+        with TestClient(create_app(App(settings, engine, accounts), with_ui=with_ui)) as c:
+            for resp in (c.get("/api/v1/health"), c.get("/api/v1/nowhere")) + ((c.get("/"),) if with_ui else ()):
+                assert_security_headers(resp, hsts=True)
+                assert resp.headers["strict-transport-security"] == "max-age=31536000; includeSubDomains"
+    with TestClient(create_app(App(engine.settings, engine, accounts), with_ui=False)) as c:
+        assert_security_headers(c.get("/api/v1/health"), hsts=False)  # the API workers' app, without TLS
+
+
+def test_streamed_responses_pass_through_the_headers_middleware_chunk_by_chunk():
+    """A streamed body (Gradio's SSE results) is forwarded as each chunk comes, never held; only our
+    own pages are held to hash their scripts, and other HTML gets no hashes."""
+    import anyio
+
+    from chatbot.headers import SecurityHeaders
+
+    seen: list[dict] = []
+    forwarded_before_next_chunk: list[int] = []
+
+    async def streaming_app(scope, receive, send):
+        kind = b"text/html" if scope["path"].endswith(".html") else b"text/event-stream"
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", kind)]})
+        for chunk in (b"data: 1\n\n<script>alert(1)</script>", b"data: 2\n\n", b"data: 3\n\n"):
+            forwarded_before_next_chunk.append(len(seen))
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def run(path: str) -> None:
+        async def send(message):
+            seen.append(message)
+
+        async def receive():
+            return {"type": "http.disconnect"}
+
+        await SecurityHeaders(streaming_app)({"type": "http", "path": path, "method": "GET", "headers": []},
+                                             receive, send)
+
+    anyio.run(run, "/gradio_api/queue/data")
+    assert forwarded_before_next_chunk == [1, 2, 3]  # the start, then each chunk as it came
+    headers = dict(seen[0]["headers"])
+    assert headers[b"x-content-type-options"] == b"nosniff" and b"content-security-policy" in headers
+    seen.clear()
+    anyio.run(run, "/gradio_api/file=upload.html")  # HTML that is not one of our pages
+    assert b"sha256-" not in dict(seen[0]["headers"])[b"content-security-policy"]
+
+
+def test_gradio_extras_that_the_app_does_not_use_are_off(whole_app):
+    """No uploads (the chat takes no files), no run history (it would keep `ask` calls, session token
+    included, and can copy them to a Hugging Face bucket), no vibe editor, no MCP server."""
+    upload = whole_app.post("/gradio_api/upload", files={"files": ("a.txt", b"hello")})
+    assert upload.status_code == 404 and upload.json()["error"] == "not_found"
+    assert whole_app.get("/gradio_api/runs").status_code == 404
+    assert whole_app.get("/gradio_api/run-history/records").status_code in (404, 405)
+    assert whole_app.get("/gradio_api/vibe-code").status_code >= 400
+    assert whole_app.get("/gradio_api/mcp/schema").status_code == 404
+    assert whole_app.get("/config").json()["footer_links"] == ["api"]
+
+
+def test_the_api_description_lists_ask_only(whole_app):
+    """The UI's own events are private: Gradio's API page, its info and its OpenAPI list `ask` alone."""
+    info = whole_app.get("/gradio_api/info").json()
+    assert list(info["named_endpoints"]) == ["/ask"] and not info["unnamed_endpoints"]
+    assert [p["parameter_name"] for p in info["named_endpoints"]["/ask"]["parameters"]] == [
+        "question", "history", "session_token"]
+    deps = whole_app.get("/config").json()["dependencies"]
+    public = [d["api_name"] for d in deps if d["api_visibility"] != "private"]
+    assert public == ["ask"]
+    assert len(deps) > 20  # the UI's events are there, for the page, just not described
+    paths = set(whole_app.get("/gradio_api/openapi.json").json()["paths"])  # upload is refused (above)
+    assert paths - {"/gradio_api/upload"} == {"/gradio_api/call/v2/ask", "/gradio_api/call/ask/{event_id}"}

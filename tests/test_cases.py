@@ -205,9 +205,10 @@ def audit_events(server) -> list[str]:
 
 @pytest.mark.browser
 def test_report_contact_form_and_the_safety_teams_tab_in_the_browser(browser, server):
-    from tests.test_ui import ask, fill, serious_violations, sign_in, wait_text
+    from tests.test_ui import ask, fill, serious_violations, sign_in, wait_text, watch_csp
 
     context = browser.new_context(viewport={"width": 1200, "height": 1400}, locale="en-GB")
+    csp_violations = watch_csp(context)  # the whole flow under the app's Content-Security-Policy
     page = context.new_page()
     try:
         page.goto(server.url)
@@ -260,6 +261,7 @@ def test_report_contact_form_and_the_safety_teams_tab_in_the_browser(browser, se
         assert not problems, [(p["where"], p["id"], p["nodes"]) for p in problems]  # axe: none serious or critical
     finally:
         context.close()
+    assert not csp_violations, csp_violations
     trail = audit_events(server)
     for event in ("case.received", "case.contact", "cases.view", "case.status", "cases.export", "account.unlock"):
         assert event in trail, event

@@ -11,7 +11,7 @@ from chatbot.answer import Engine
 from chatbot.index import Store, build_index
 from tests.appserver import AppServer
 from tests.conftest import CORPUS, corpus_size, make_settings
-from tests.services import ChromaServer
+from tests.services import ChromaServer, RecordingProxy
 
 PASSWORD = "correct horse battery staple"
 DOSE = "What dose of larotrectinib should adults take?"
@@ -54,6 +54,83 @@ def test_index_and_ask_through_a_chroma_server(chroma, tmp_path, embedder, corpu
     assert {snap.chunks[snap.by_id[c]].audience for c, _ in ids} == {"public"}
     assert Store(settings).current() == snap.name
     assert bool(engine.retriever._collections) == (search == "hnsw")  # the server's collections were queried
+
+
+def vectors_sent(embeddings) -> list:
+    """The vectors of an add/upsert body as numbers (chromadb sends them as base64 float32 when the
+    server supports it, else as lists)."""
+    import base64
+
+    import numpy as np
+
+    return [np.frombuffer(base64.b64decode(e), dtype="<f4") if isinstance(e, str) else np.asarray(e, dtype="<f4")
+            for e in embeddings]
+
+
+def test_the_app_sends_the_chroma_server_vectors_never_an_embedding_function(chroma, tmp_path, embedder,
+                                                                               monkeypatch):
+    """Every request the app makes of a Chroma server, recorded on the wire (a proxy in front of
+    `chroma run`) through a full index build and questions answered by HNSW queries to the server:
+    collections are created with no embedding function (chromadb 1.5.9 sends `{"type": "legacy"}`
+    for `embedding_function=None`: nothing for the server to load, so nothing of the configuration
+    that CVE-2026-45829 abuses), never changed, and every add and query carries the app's own vectors."""
+    import json
+    import re
+
+    import numpy as np
+
+    import chatbot.retrieval as retrieval
+
+    monkeypatch.setattr(retrieval, "BRUTE_FORCE_LIMIT", 0)  # every search a query to the server
+    proxy = RecordingProxy(chroma.url)
+    try:
+        settings = make_settings(tmp_path, corpus=CORPUS, chroma_url=proxy.url, collection_prefix="wire")
+        build_index(settings, embedder)
+        engine = Engine(settings, embedder)
+        questions = {"What is TRK fusion cancer?": "public", DOSE: "hcp"}
+        for question, role in questions.items():
+            assert engine.ask(question, role=role).kind == "answer"
+        snapshot = engine.snapshot()
+    finally:
+        proxy.stop()
+
+    def calls(method: str, pattern: str) -> list[dict]:
+        return [json.loads(body) for m, path, body in proxy.requests
+                if m == method and re.search(pattern, path.split("?")[0])]
+
+    assert not any(re.search(rb"trust_remote_code|model_name|\"known\"|query_texts", body)
+                   for _, _, body in proxy.requests)
+    created = calls("POST", r"/collections$")
+    assert len(created) >= 8  # the pointer, then 4 chunk partitions, sentences, questions, messages
+    for body in created:
+        assert body["schema"] is None, body
+        if body["name"] == "wire_pointer":
+            assert body["configuration"] is None and body["get_or_create"] is True
+        else:
+            assert body["configuration"] == {"hnsw": {"space": "cosine"}, "spann": None,
+                                             "embedding_function": {"type": "legacy"}}, body
+    for body in calls("PUT", r"/collections/[^/]+$"):  # the pointer's metadata, nothing else
+        assert set(body) <= {"new_metadata", "new_configuration", "new_name"} and body.get("new_configuration") is None
+    assert not calls("POST", r"/(upsert|update)$")
+
+    added = calls("POST", r"/collections/[^/]+/add$")
+    assert added and all(len(b["embeddings"]) == len(b["ids"]) for b in added)
+    own = {c.id: snapshot.chunk_emb[i] for i, c in enumerate(snapshot.chunks)}
+    matched = 0
+    for body in added:
+        for id_, vector in zip(body["ids"], vectors_sent(body["embeddings"])):
+            assert vector.shape == (384,) and np.linalg.norm(vector) > 0.5, id_
+            if id_ in own:  # a chunk: the very vector the app made
+                assert np.allclose(vector, own[id_], atol=1e-6), id_
+                matched += 1
+    assert matched == len(own)
+
+    queried = calls("POST", r"/collections/[^/]+/query$")
+    assert queried and all(b["query_embeddings"] and "query_texts" not in b for b in queried)
+    sent = [np.asarray(v, dtype=np.float32) for b in queried for v in b["query_embeddings"]]
+    for question in questions:  # the question's vector as the app's own model made it
+        mine = np.asarray(embedder.encode_query(question), dtype=np.float32)
+        assert any(np.allclose(v, mine, atol=1e-5) for v in sent), question
 
 
 def test_two_replicas_share_sessions_through_postgres_and_chroma(tmp_path_factory, chroma, postgres, embedder):

@@ -5,9 +5,12 @@ against WCAG 2.0/2.1/2.2 A and AA, at a phone's and a desktop's width."""
 
 from __future__ import annotations
 
+import json
+import secrets
 import shutil
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import served_app
@@ -39,9 +42,24 @@ def browser():
         b.close()
 
 
+def watch_csp(context) -> list[str]:
+    """Every Content-Security-Policy violation in the context's pages, as it happens (through page
+    loads and reloads): the `securitypolicyviolation` events, and console messages that name the
+    policy (Chromium reports blocked loads and evaluations there too)."""
+    found: list[str] = []
+    context.expose_function("__trkCspViolation", lambda v: found.append(v))
+    context.add_init_script("""document.addEventListener('securitypolicyviolation', (e) =>
+        window.__trkCspViolation(`${e.effectiveDirective} blocked ${e.blockedURI || 'inline'} at ${e.sourceFile}:${e.lineNumber}`));""")
+    context.on("console", lambda m: found.append(f"console: {m.text}") if "Content Security Policy" in m.text else None)
+    return found
+
+
 @pytest.fixture
 def page(browser, server, tmp_path, request):
+    """A page of the chat, in English; every browser test runs under the app's CSP and fails on a
+    violation of it."""
     context = browser.new_context(viewport={"width": 1200, "height": 1400}, locale="en-GB")
+    violations = watch_csp(context)
     pg = context.new_page()
     pg.goto(server.url)
     pg.wait_for_selector("#question textarea", timeout=60000)
@@ -52,6 +70,8 @@ def page(browser, server, tmp_path, request):
     if failed is not None and failed.failed:
         print(f"\nscreenshot of the failing flow: {shot}")
     context.close()
+    if violations:
+        pytest.fail(f"Content-Security-Policy violations: {violations}")
 
 
 def ask(page, question: str | None = None, click: str | None = None) -> str:
@@ -218,6 +238,263 @@ def test_api_public_hcp_and_invalid_tokens(server):
     assert client.predict(DOSE, [], token, api_name="/ask")["kind"] == "hcp_only"
 
 
+# --- security: the page under its Content-Security-Policy, the UI's own events and their sessions ------
+def csp_of(headers: dict) -> dict[str, list[str]]:
+    return {d.split()[0]: d.split()[1:] for d in headers["content-security-policy"].split("; ")}
+
+
+def test_the_chat_works_under_the_csp_with_no_violation(browser, server):
+    """The page as a Dutch browser gets it: the enforced policy on the document (scripts from this
+    origin and the page's own inline scripts by hash; no 'unsafe-eval'), the Dutch screen from the
+    browser's language, a cited answer with its source card, and not one violation. Then an inline
+    script injected into the page is refused and reported: the watcher sees a violation when there
+    is one."""
+    context = browser.new_context(viewport={"width": 1200, "height": 1400}, locale="nl-NL")
+    violations = watch_csp(context)
+    page = context.new_page()
+    try:
+        document = page.goto(server.url).all_headers()
+        csp = csp_of(document)
+        assert csp["script-src"][0] == "'self'" and all(s.startswith("'sha256-") for s in csp["script-src"][1:])
+        assert csp["frame-ancestors"] == ["'none'"] and csp["connect-src"] == ["'self'"]
+        assert document["x-frame-options"] == "DENY" and document["x-content-type-options"] == "nosniff"
+        assert "strict-transport-security" not in document  # not behind TLS here
+        page.wait_for_selector("#question textarea", timeout=60000)
+        page.wait_for_function("() => document.querySelector('#send').innerText.trim() === 'Versturen'",
+                               timeout=30000)
+        text = ask(page, "Wat is TRK-fusiekanker?")
+        assert "TRK-fusiekanker" in text and "[1]" in text
+        assert page.locator("#live").get_attribute("aria-live") == "polite"  # our script (ui.js) ran
+        click_where_it_is(page, page.locator("#chatbot a.cite").first)
+        card = page.locator("#chatbot details.citation").first
+        assert card.evaluate("d => d.open") and card.locator("blockquote mark").count() >= 1
+        assert not violations, violations
+        with page.expect_console_message(lambda m: "Content Security Policy" in m.text):
+            page.evaluate("""() => { const s = document.createElement('script');
+                s.textContent = 'window.injected = 1'; document.head.appendChild(s); }""")
+        assert page.evaluate("() => window.injected") is None
+        assert any("script-src" in v for v in violations), violations
+    finally:
+        context.close()
+
+
+_CONFIGS: dict[str, dict] = {}
+
+
+def ui_event(server, api_name: str, *data, session_hash: str | None = None) -> tuple[list, dict]:
+    """Call one of the page's own events as the page calls it (over Gradio's queue: join, then read
+    the event stream), without a browser: (the outputs, the stream's response headers)."""
+    config = _CONFIGS.setdefault(server.url, httpx.get(f"{server.url}config", timeout=30).json())
+    dep = next(d for d in config["dependencies"] if d["api_name"] == api_name)
+    session = session_hash or secrets.token_hex(8)
+    joined = httpx.post(f"{server.url}gradio_api/queue/join", timeout=30, json={
+        "data": list(data), "fn_index": dep["id"], "session_hash": session, "event_data": None,
+        "trigger_id": dep["targets"][0][0] if dep["targets"] else None})
+    assert joined.status_code == 200, joined.text
+    with httpx.stream("GET", f"{server.url}gradio_api/queue/data", params={"session_hash": session},
+                      timeout=120) as stream:
+        for line in stream.iter_lines():
+            if not line.startswith("data:"):
+                continue
+            message = json.loads(line[5:])
+            if message.get("msg") == "process_completed":
+                assert message.get("success"), message
+                return message["output"]["data"], dict(stream.headers)
+    raise AssertionError(f"{api_name}: the stream ended without a result")
+
+
+# Every event of the page that calls the server, by what it may read or change. The test below fails
+# when an event is added that is in none of these lists.
+NO_STATE = {"browser_language"} | {f"next_{i}" for i in range(4)}  # the language; a button's text into the box
+PUBLIC_BY_DESIGN = {  # what anyone may do, the same for every caller; nothing behind an account
+    "sign_in", "register",  # (throttled, no enumeration: tests/test_accounts.py)
+    "feedback",  # a thumb on this chat's own replies (held server-side in gr.State)
+    "contact",  # contact details for this chat's own report (its case held server-side in gr.State)
+}
+SESSION_READ = {  # answers or shows by the session behind the token, checked server-side
+    "chat_send", "chat_submit", *(f"next_{i}_answer" for i in range(4)),  # HCP texts for a verified HCP only
+    "language", "status", "status_after_sign_in", "status_after_sign_out",  # the status line, the maintainer tab
+    "sign_out",  # ends the token's own session
+}
+MAINTAINER_ONLY = ("maintainer_tab", "overview_tab", "reindex", "approve", "reject", "unlock", "cases",
+                   "case_mark", "cases_export_csv", "cases_export_json")
+
+
+def test_every_event_of_the_page_is_private_and_has_its_session_test(server):
+    from gradio_client import Client
+
+    config = httpx.get(f"{server.url}config", timeout=30).json()
+    events = {d["api_name"]: d for d in config["dependencies"] if d["backend_fn"]}
+    assert set(events) == NO_STATE | PUBLIC_BY_DESIGN | SESSION_READ | set(MAINTAINER_ONLY) | {"ask"}, \
+        "an event was added or renamed: classify it here, and test its session if it reads or changes state"
+    assert [name for name, d in events.items() if d["api_visibility"] != "private"] == ["ask"]
+    described = Client(server.url, verbose=False).view_api(print_info=False, return_format="dict")
+    assert list(described["named_endpoints"]) == ["/ask"] and not described["unnamed_endpoints"]
+
+
+@pytest.fixture(scope="module")
+def guarded(server):
+    """For the session tests: the server's accounts database with a verified HCP, a maintainer (and a
+    signed-out maintainer token), a pending registration, an account held back after failed
+    sign-ins, and a side-effect case."""
+    from gradio_client import Client
+
+    from chatbot.accounts import Accounts
+
+    accounts = Accounts(f"sqlite:///{server.root / 'data' / 'accounts.sqlite3'}")
+    accounts.register(name="Henk Bakker", email="guard-hcp@example.org", profession="physician", country="NL",
+                      registration_number="39012345603", password=PASSWORD)
+    accounts.approve("guard-hcp@example.org")
+    server.cli("maintainer", "add", "guard-ops@example.org", "--password", "maintainer passphrase 1")
+    hcp, _ = accounts.sign_in("guard-hcp@example.org", PASSWORD)
+    maintainer, _ = accounts.sign_in("guard-ops@example.org", "maintainer passphrase 1")
+    revoked, _ = accounts.sign_in("guard-ops@example.org", "maintainer passphrase 1")
+    accounts.sign_out(revoked)
+    accounts.register(name="Piet Smit", email="guard-pending@example.org", profession="nurse_specialist", country="NL",
+                      registration_number="49012345604", password=PASSWORD)
+    accounts.register(name="Kees Visser", email="guard-locked@example.org", profession="pharmacist",
+                      country="NL", registration_number="59012345605", password=PASSWORD)
+    accounts.approve("guard-locked@example.org")
+    for n in range(5):
+        with pytest.raises(Exception, match="incorrect"):
+            accounts.sign_in("guard-locked@example.org", f"wrong password {n}", client="198.51.100.7")
+    reply = Client(server.url, verbose=False).predict(REPORT, [], "", api_name="/ask")
+    assert reply["kind"] == "adverse_event"
+    with accounts.engine.connect() as db:
+        case_id, ref = db.exec_driver_sql("SELECT id, ref FROM cases WHERE message = ?", (REPORT,)).one()
+    yield {"accounts": accounts, "hcp": hcp, "maintainer": maintainer, "revoked": revoked, "case": str(case_id),
+           "ref": ref}
+    accounts.engine.dispose()
+
+
+REPORT = "Since I started Vitrakvi I get dizzy every morning."
+
+
+def guarded_state(server, accounts) -> dict:
+    """What a maintainer-only event could read or change, as the database and the index hold it
+    (read without going through the audited paths)."""
+    with accounts.engine.connect() as db:
+        cases = db.exec_driver_sql("SELECT id, status, contact FROM cases ORDER BY id").all()
+    return {
+        "pending": sorted(a.email for a in accounts.pending()),
+        "locked": sorted((a.email, n) for a, n in accounts.locked()),
+        "cases": [tuple(c) for c in cases],
+        "audit": [(e.event, e.actor) for e in accounts.audit()],
+        "generation": httpx.get(f"{server.url}api/v1/health", timeout=30).json()["generation"],
+    }
+
+
+MAINTAINER_CALLS = {  # each maintainer-only event with the inputs a maintainer would send (token first)
+    "maintainer_tab": lambda tok, g: (tok, "English"), "overview_tab": lambda tok, g: (tok, "English"),
+    "reindex": lambda tok, g: (tok, "English"),
+    "approve": lambda tok, g: (tok, "guard-pending@example.org", "", "English"),
+    "reject": lambda tok, g: (tok, "guard-pending@example.org", "not on the register", "English"),
+    "unlock": lambda tok, g: (tok, "guard-locked@example.org", "English"),
+    "cases": lambda tok, g: (tok, "English"),
+    "case_mark": lambda tok, g: (tok, g["case"], "forwarded", "English"),
+    "cases_export_csv": lambda tok, g: (tok,), "cases_export_json": lambda tok, g: (tok,),
+}
+
+
+@pytest.mark.parametrize("who", ["no token", "forged", "verified HCP", "signed-out maintainer"])
+def test_maintainer_events_refuse_without_a_maintainer_session(server, guarded, who):
+    """Called as the page calls them, with no token, a made-up one, a verified HCP's or a maintainer's
+    token whose session has ended: every maintainer-only event refuses, and reads and changes
+    nothing (no pending registration, locked account, case or export shown; nothing approved,
+    unlocked, marked, exported or re-indexed; nothing audited)."""
+    assert set(MAINTAINER_CALLS) == set(MAINTAINER_ONLY)
+    token = {"no token": "", "forged": "forged-" + secrets.token_hex(16), "verified HCP": guarded["hcp"],
+             "signed-out maintainer": guarded["revoked"]}[who]
+    before = guarded_state(server, guarded["accounts"])
+    assert "guard-pending@example.org" in before["pending"] and before["cases"]
+    assert "guard-locked@example.org" in [email for email, _ in before["locked"]]
+    for name, inputs in MAINTAINER_CALLS.items():
+        out, _ = ui_event(server, name, *inputs(token, guarded))
+        shown = json.dumps(out, ensure_ascii=False)
+        if name.startswith("cases_export"):
+            assert out[0]["value"] is None and out[0]["visible"] is False, (name, out)
+        else:
+            assert "Only signed-in maintainers can do this." in shown, (name, out)
+        for secret in ("guard-pending@example.org", "guard-locked@example.org", "dizzy", "Vitrakvi"):
+            assert secret not in shown, (name, secret)
+    assert guarded_state(server, guarded["accounts"]) == before
+
+
+def test_maintainer_events_work_for_a_maintainer_session(server, guarded):
+    """The same calls with a live maintainer session do read and change: the refusals above are the
+    session check, not a broken call."""
+    out, _ = ui_event(server, "overview_tab", guarded["maintainer"], "English")
+    assert "guard-pending@example.org" in out[1] and "guard-locked@example.org" in out[2]
+    assert "dizzy" in ui_event(server, "cases", guarded["maintainer"], "English")[0][0]
+    marked = ui_event(server, "case_mark", guarded["maintainer"], guarded["case"], "forwarded", "English")[0][0]
+    assert f"case {guarded['case']}: forwarded" in marked
+    exported = ui_event(server, "cases_export_json", guarded["maintainer"])[0][0]
+    assert exported["visible"] is True and exported["value"]["orig_name"].endswith(".json")
+    assert "unlocked" in ui_event(server, "unlock", guarded["maintainer"], "guard-locked@example.org", "English")[0][0]
+    assert "approved" in ui_event(server, "approve", guarded["maintainer"], "guard-pending@example.org", "",
+                                  "English")[0][0]
+    after = guarded_state(server, guarded["accounts"])
+    assert "guard-pending@example.org" not in after["pending"]
+    assert "guard-locked@example.org" not in [email for email, _ in after["locked"]]
+    assert {"cases.view", "cases.export", "case.status", "account.unlock"} <= {event for event, _ in after["audit"]}
+
+
+def test_session_events_read_by_the_server_side_session_only(server, guarded):
+    """The status line and the maintainer tab, the chat's HCP answers and sign-out go by the session
+    behind the token, never by what the page sends: a forged or ended token is the public, and
+    sign-out with a forged token ends nothing."""
+    for token in ("forged-" + secrets.token_hex(16), guarded["revoked"]):
+        for name in ("status", "status_after_sign_in", "status_after_sign_out"):
+            status, tab = ui_event(server, name, token, "English")[0]
+            assert "Public" in status and "guard-ops" not in status and tab["visible"] is False, (name, status)
+        assert "Public" in ui_event(server, "language", "English", token)[0][0]
+        chat = json.dumps(ui_event(server, "chat_send", DOSE, [], None, None, token, "English")[0][0])
+        assert "For healthcare professionals only" in chat and "100 mg" not in chat
+        ui_event(server, "sign_out", token, "English")
+        assert guarded["accounts"].session(guarded["maintainer"]) is not None  # ends no other session
+    status, tab = ui_event(server, "status", guarded["maintainer"], "English")[0]
+    assert "Maintainer" in status and tab["visible"] is True  # the live session is honoured
+    chat = json.dumps(ui_event(server, "chat_send", DOSE, [], None, None, guarded["hcp"], "English")[0][0])
+    assert "100 mg" in chat
+
+
+def test_the_contact_form_reaches_only_this_chats_own_report(server, guarded):
+    """The case a contact form adds to is held server-side (gr.State) by the chat that made the
+    report: a reference sent in the request is ignored, so nobody adds details to another's case."""
+    before = guarded_state(server, guarded["accounts"])["cases"]
+    out, _ = ui_event(server, "contact", guarded["ref"], "Mallory", "mallory@example.org", True, "English")
+    assert "could not be stored" in out[0]
+    assert guarded_state(server, guarded["accounts"])["cases"] == before
+
+
+def test_case_exports_are_not_kept_past_their_download():
+    """An export (reporters' contact details) is written to a folder only the app's user can read,
+    and is deleted EXPORT_MAX_AGE after it was made (Gradio's copy too: Blocks' delete_cache)."""
+    import os
+    import tempfile
+    import time
+
+    from chatbot import ui
+
+    root = ui.export_folder()
+    assert root.stat().st_mode & 0o777 == 0o700
+    old, new = Path(tempfile.mkdtemp(dir=root)), Path(tempfile.mkdtemp(dir=root))
+    (old / "side-effect-cases.csv").write_text("id,contact\n1,anna@example.org\n")
+    made = time.time() - ui.EXPORT_MAX_AGE - 60
+    os.utime(old, (made, made))
+    assert ui.export_folder() == root
+    assert not old.exists() and new.exists()
+
+
+def test_the_event_stream_carries_the_security_headers(server):
+    """Gradio's streamed results (server-sent events), through the real uvicorn server."""
+    out, headers = ui_event(server, "chat_send", "What is TRK fusion cancer?", [], None, None, "", "English")
+    assert "NTRK" in json.dumps(out[0])
+    assert headers["content-type"].startswith("text/event-stream")
+    assert headers["x-content-type-options"] == "nosniff" and headers["x-frame-options"] == "DENY"
+    assert csp_of(headers)["frame-ancestors"] == ["'none'"] and "referrer-policy" in headers
+
+
 def test_gradio_events_do_not_search_for_a_missing_matplotlib(monkeypatch):
     """Gradio imports matplotlib around every event; once recorded as absent, that import fails at
     once instead of walking sys.path, and Gradio's event wrapper still runs."""
@@ -251,7 +528,9 @@ def serious_violations(page, where: str) -> list[dict]:
     page.wait_for_function("""() => document.getAnimations().every(a => a.playState !== 'running'
         || !isFinite(a.effect.getComputedTiming().endTime))""")
     if not page.evaluate("() => typeof window.axe === 'object'"):
-        page.add_script_tag(path=str(AXE))
+        # evaluated through the DevTools protocol: a <script> tag (add_script_tag) would be inline
+        # script, which the page's CSP rightly refuses
+        page.evaluate(AXE.read_text())
     found = page.evaluate("""async (tags) => (await axe.run(document, {runOnly: {type: 'tag', values: tags}}))
         .violations.map(v => ({id: v.id, impact: v.impact, help: v.help, why: v.nodes[0].failureSummary,
                                nodes: v.nodes.map(n => n.target.join(' ')).slice(0, 5)}))""", WCAG)
@@ -284,6 +563,7 @@ def test_every_screen_at_phone_and_desktop_width(browser, server, tmp_path, widt
     cards by keyboard and for screen readers, suggested questions; a screenshot of each screen."""
     context = browser.new_context(viewport={"width": width, "height": 800 if width < 600 else 900},
                                   locale="en-GB")
+    violations = watch_csp(context)
     page = context.new_page()
     page.goto(server.url)
     page.wait_for_selector("#question textarea", timeout=60000)
@@ -374,6 +654,7 @@ def test_every_screen_at_phone_and_desktop_width(browser, server, tmp_path, widt
         context.close()
     assert not problems, "\n".join(f"{p['where']}: {p['id']} ({p['impact']}) {p['nodes']}: {p['why']}"
                                     for p in problems)
+    assert not violations, violations
 
 
 def test_source_cards_escape_corpus_text_and_link_only_web_addresses():
