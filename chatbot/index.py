@@ -35,7 +35,7 @@ PAGE = 2000
 # everything, like a change of model): sentences with title and section, chunks as their mean
 VECTORS = "sentences-titled/chunk-mean"
 # how the reply-kind model and the answer gate are trained (a change retrains on the next run)
-TRAINING = "intent-lr-char+minilm+nearest+passages/gate-lr+doubt+floor/v5"
+TRAINING = "intent-lr-char+minilm+nearest+passages/gate-lr+doubt+floor/v6"
 
 
 class IndexUnavailable(Exception):

@@ -44,6 +44,7 @@ from chatbot.retrieval import HCP as HCP_AUDIENCE
 AE_RECALL = 0.98
 SEED = 0
 C = 10.0
+TOL = 3e-4  # lbfgs stops sooner than at scikit-learn's 1e-4: a third fewer iterations, held-out macro-F1 of the model alone 0.8303 -> 0.8295 (5 folds)
 EMB_WEIGHT = 0.5  # on held-out families 0.5 beat 1 and 2 (macro-F1 0.843 vs 0.827, 0.788)
 NEAREST_WEIGHT = 1.0  # the nearest example of each kind (held out: macro-F1 0.820 with, 0.816 without)
 MIN_AE_THRESHOLD = 0.05  # never flag every message: a floor under the chosen cut-off
@@ -205,7 +206,7 @@ def fit(utterances: list[Utterance], vectors: np.ndarray, ae_threshold: float = 
     vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2,
                                  dtype=np.float32)
     vectorizer.fit([normalise(u.text) for u in utterances])
-    clf = LogisticRegression(C=C, class_weight="balanced", max_iter=3000, random_state=SEED)
+    clf = LogisticRegression(C=C, tol=TOL, class_weight="balanced", max_iter=3000, random_state=SEED)
     model = IntentModel(vectorizer, clf, ae_threshold)
     y = np.asarray([target(u) for u in utterances])
     families = np.asarray([u.family for u in utterances])
