@@ -34,7 +34,8 @@ PAGE = 2000
 # how the vectors are made from the model's output (recorded beside the model; a change re-embeds
 # everything, like a change of model): sentences with title and section, chunks as their mean
 VECTORS = "sentences-titled/chunk-mean"
-# how the reply-kind model and the answer gate are trained (a change retrains on the next run)
+# how the reply-kind model and the answer gate are trained (a change retrains on the next run; so
+# does any change of the training code itself, which the generation records: ``_training_code``)
 TRAINING = "intent-lr-char+minilm+nearest+passages/gate-lr+doubt+floor/v6"
 
 
@@ -409,7 +410,7 @@ def build_index(settings: Settings, embedder, *, rebuild: bool = False, progress
         same = reusable is not None and {c.id: c for c in chunks} == old \
             and sorted(r[:3] for r in questions) == sorted(old_gen.questions) \
             and sorted(u.key for u in knowledge.utterances) == sorted(u.key for u in old_gen.utterances) \
-            and old_gen.meta.get("recipe") == TRAINING
+            and old_gen.meta.get("recipe") == TRAINING and old_gen.meta.get("code") == _training_code()
         if same:
             summary.generation = current
             summary.unchanged = len({c.doc_id for c in chunks})
@@ -568,6 +569,7 @@ def _train(settings: Settings, store: Store, gen: str, embedder) -> dict:
                            lambda: train_gate(settings, generation, embedder, trained.get("doubt"))))
     trained.pop("doubt", None)  # a value per message: what the gate learned from it is kept instead
     trained["recipe"] = TRAINING
+    trained["code"] = _training_code()
     # the serving model itself, so that serving processes load it rather than fit it
     intent.fit_generation(generation, trained.get("ae_threshold", 0.5), settings.model_cache_dir,
                           fitted.get("model"))

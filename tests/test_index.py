@@ -71,6 +71,16 @@ def test_correcting_whether_a_question_is_answerable_retrains(small, embedder):
         '"answerable": false' in line for n, line in enumerate(lines) if n != i)
 
 
+def test_a_change_of_the_training_code_retrains(small, embedder, monkeypatch):
+    """Nobody has to remember to bump a version: the generation records the training code it was
+    trained by, and other code trains again."""
+    settings, _, first = small
+    monkeypatch.setattr("chatbot.index._training_code", lambda: "changed training code")
+    summary = build_index(settings, embedder)
+    assert summary.changed and summary.generation != first.generation and summary.chunks_embedded == 0
+    assert build_index(settings, embedder).generation == summary.generation  # and then it is a no-op
+
+
 def test_edit_one_document_changes_only_its_chunks(small, embedder):
     settings, corpus, _ = small
     before = chunk_ids(settings)
