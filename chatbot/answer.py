@@ -268,8 +268,9 @@ class Engine:
             return Reply(policy.OUT_OF_SCOPE, msg(lang, "out_of_scope"), language=lang, generation=snap.name,
                          nearest=self._nearest(snap, q, qv, role, lang))
         qv = query_vector  # from here on the message is searched as read with its context
-        if label == OUTLOOK:
-            return Reply(policy.NO_ANSWER, msg(lang, "no_answer"), language=lang, generation=snap.name)
+        if label == OUTLOOK:  # a verified professional is pointed to the product information, not to a doctor
+            return Reply(policy.NO_ANSWER, msg(lang, "no_answer_hcp" if role == HCP else "no_answer"),
+                         language=lang, generation=snap.name)
         # how sure the model is that no text answers it: the gate weighs that against what it finds
         doubt = pred.proba.get(UNANSWERABLE)
         if label == UNANSWERABLE:
