@@ -100,7 +100,7 @@ class IntentModel:
     language: LogisticRegression | None = None  # Dutch or English, from the same character n-grams
     memory: np.ndarray | None = None  # the training examples' vectors (for the nearest of each kind)
     memory_labels: np.ndarray | None = None  # their targets
-    memory_families: np.ndarray | None = None
+    memory_families: np.ndarray | None = None  # while fitting only
 
     def nearest(self, vectors: np.ndarray, families: np.ndarray | None = None) -> np.ndarray:
         """For each vector and each kind, the cosine of the nearest example of that kind; with
@@ -219,6 +219,7 @@ def fit(utterances: list[Utterance], vectors: np.ndarray, ae_threshold: float = 
     if len(set(langs)) == 2:
         model.language = LogisticRegression(C=C, max_iter=3000, random_state=SEED)
         model.language.fit(x[:, : len(vectorizer.vocabulary_)], langs)
+    model.memory_families = None  # needed only to fit (a new message belongs to no family): 3.9 MB less
     return model
 
 

@@ -80,6 +80,9 @@ def serve(settings: Settings, workers: int = 1) -> None:
     # `load`, 32 clients: 33 answers/s and p95 2.4 s with the default, 243 answers/s and 215 ms with one)
     for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(name, "1")
+    # and few malloc arenas: glibc gives each of the many answering threads its own arena, whose
+    # freed memory is not returned, so a process's peak memory grew with its concurrency
+    os.environ.setdefault("MALLOC_ARENA_MAX", "2")
     ui = subprocess.Popen([sys.executable, "-m", "chatbot", "serve", "--workers", "1",
                            "--host", settings.host, "--port", str(settings.port)], cwd=PROJECT_ROOT)
     try:
