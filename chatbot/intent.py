@@ -178,12 +178,13 @@ def fit_cached(utterances: list[Utterance], vectors: np.ndarray, ae_threshold: f
             if path is not None and path.exists():
                 with contextlib.suppress(Exception):  # unreadable or from another version: fit anew
                     model = joblib.load(path)
-            if not isinstance(model, IntentModel) and fitted is not None:
-                model = fitted
-                model.ae_threshold = ae_threshold
             if not isinstance(model, IntentModel):
-                model = fit(utterances, vectors, ae_threshold)
-                if path is not None:
+                if fitted is not None:
+                    model = fitted
+                    model.ae_threshold = ae_threshold
+                else:
+                    model = fit(utterances, vectors, ae_threshold)
+                if path is not None:  # kept, however it was fitted: serving processes load it
                     with contextlib.suppress(OSError):
                         path.parent.mkdir(parents=True, exist_ok=True)
                         tmp = path.with_suffix(f".{os.getpid()}.tmp")

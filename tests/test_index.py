@@ -47,6 +47,19 @@ def test_first_build_and_noop(small, embedder):
     assert again.generation == first.generation
 
 
+def test_index_leaves_the_serving_model_for_serving_processes(small, monkeypatch):
+    """index fits the serving model beside its held-out fits and keeps it on disk: a new serving
+    process loads it and fits nothing."""
+    from chatbot import intent
+
+    settings, _, _ = small
+    generation = Store(settings).read_current()
+    monkeypatch.setattr(intent, "_FITTED", {})  # a new process
+    monkeypatch.setattr(intent, "fit", lambda *a, **k: pytest.fail("a serving process fitted the model"))
+    model = intent.fit_generation(generation, generation.meta["ae_threshold"], settings.model_cache_dir)
+    assert model.ae_threshold == generation.meta["ae_threshold"]
+
+
 def test_noop_run_never_loads_the_model(small):
     settings, _, _ = small
 
