@@ -51,7 +51,7 @@ def test_every_section_has_passage_questions_in_both_languages(knowledge):
             assert min(got.get("en", 0), got.get("nl", 0)) >= MIN_PASSAGE_QUESTIONS, (doc.id, heading, got)
 
 
-@pytest.mark.parametrize("name", ["challenge.jsonl", "challenge2.jsonl"])
+@pytest.mark.parametrize("name", ["challenge.jsonl", "challenge2.jsonl", "challenge3.jsonl"])
 def test_held_out_challenge_set_shares_no_text_with_the_training_data(knowledge, name):
     """tests/data/challenge*.jsonl were written blind, each by someone else who saw neither the code
     nor the labelled messages; they are never trained on."""
