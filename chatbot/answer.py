@@ -26,7 +26,7 @@ from chatbot.knowledge import (
     SMALL_TALK,
 )
 from chatbot.messages import AE_QUERY, msg
-from chatbot.retrieval import HCP, PUBLIC, Hit, Retriever, Snapshot, tokenize, words
+from chatbot.retrieval import HCP, PUBLIC, Hit, Retriever, Snapshot, words
 from chatbot.suggest import suggest
 
 ROLES = (PUBLIC, HCP)
@@ -449,7 +449,7 @@ class Engine:
         total = sum(weight.values())
 
         def share(text: str) -> float:
-            toks = set(tokenize(text, text_lang))
+            toks = snap.tokens_of(text, text_lang)
             return sum(weight[w] * len(forms & toks) / len(forms) for w, forms in asked.items()) / total
 
         # a question in a checklist is not an answer, unless the passage found first is such a list
@@ -464,7 +464,9 @@ class Engine:
             rows = snap.sentences_of(hit.chunk.id)
             if not rows:
                 continue
-            chunk_drugs = self.glossary.drugs_in(f"{hit.chunk.title} {hit.chunk.text}")
+            chunk_drugs = snap.drugs.get(hit.chunk.id)
+            if chunk_drugs is None:
+                chunk_drugs = snap.drugs[hit.chunk.id] = self.glossary.drugs_in(f"{hit.chunk.title} {hit.chunk.text}")
             if asked_drugs and chunk_drugs and not asked_drugs & chunk_drugs:
                 continue  # a passage about another medicine does not answer it (one about none may:
                 # what holds for TRK inhibitors as a class, such as how resistance to them arises)

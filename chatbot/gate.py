@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from chatbot.retrieval import HCP, Snapshot, tokenize, words
+from chatbot.retrieval import HCP, Snapshot, words
 
 FEATURES = ("best_sentence", "passage", "passage_question", "coverage", "unknown_words", "found_by_words",
             "same_language", "length")
@@ -36,7 +36,8 @@ def features(snap: Snapshot, query: str, lang: str, qv, picked) -> np.ndarray:
     have: set[str] = set()
     for p in picked:
         c = p.hit.chunk
-        have.update(tokenize(f"{p.text} {c.title} {c.heading}", c.language))
+        have.update(snap.tokens_of(p.text, c.language))
+        have.update(snap.tokens_of(f"{c.title} {c.heading}", c.language))
         have.update(snap.q_tokens.get(snap.by_id[c.id], []))
     coverage = sum(w for w, forms in zip(weight, asked) if set(forms) & have) / total
     vocabulary = snap.vocabulary[HCP]

@@ -97,6 +97,8 @@ class Snapshot:
         self.sentences = [s for _, _, s in generation.sentences]
         self.sent_emb = generation.sentence_embeddings
         self.bm25: dict[str, tuple[bm25s.BM25 | None, list[int]]] = {}
+        self._tokens: dict[tuple[str, str], frozenset[str]] = {}  # see ``tokens_of``
+        self.drugs: dict[str, set[str]] = {}  # chunk id -> the medicines it names (filled by the engine)
         tokens = [tokenize(c.embed_text(), c.language) for c in self.chunks]
         # how telling a word is in the texts of one language: "TRK-fusiekanker" is in nearly every
         # Dutch passage, "erfelijk" in one
@@ -181,6 +183,15 @@ class Snapshot:
 
     def sentences_of(self, chunk_id: str) -> list[int]:
         return self.sent_rows.get(chunk_id, [])
+
+    def tokens_of(self, text: str, language: str) -> frozenset[str]:
+        """The word forms of one of this generation's texts (a sentence, a title and heading),
+        stemmed once and kept: every question compares its words with the same few thousand."""
+        key = (text, language)
+        found = self._tokens.get(key)
+        if found is None:
+            found = self._tokens[key] = frozenset(tokenize(text, language))
+        return found
 
 
 class Retriever:
