@@ -7,6 +7,7 @@ import re
 import threading
 import time
 import unicodedata
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -15,7 +16,7 @@ from chatbot import policy
 from chatbot.cases import CaseLog
 from chatbot.config import Settings
 from chatbot.index import IndexUnavailable, Store
-from chatbot.intent import UNANSWERABLE, Prediction
+from chatbot.intent import UNANSWERED, Prediction, unanswerable
 from chatbot.knowledge import (
     ADVERSE_EVENT,
     ADVICE,
@@ -158,10 +159,13 @@ class Engine:
             snap.intent = fit_generation(generation, generation.meta.get("ae_threshold", 0.5),
                                          self.settings.model_cache_dir)
         snap.gate = Gate.from_meta(generation.meta.get("gate"))
-        # the words of our English and Dutch texts and messages (to tell another language apart)
-        texts = [c.text for c in generation.chunks] + [t for _, _, t in generation.questions] + \
-            [u.text for u in generation.utterances]
-        snap.words = frozenset(w for t in texts for w in re.findall(r"[^\W\d_]{2,}", t.lower()))
+        # the words of our English and Dutch texts and, from the labelled messages, those that more
+        # than one message uses (to tell another language apart; one message may quote another
+        # language, as in "in french please: quelle est la dose")
+        texts = [c.text for c in generation.chunks] + [t for _, _, t in generation.questions]
+        seen = Counter(w for u in generation.utterances for w in set(re.findall(r"[^\W\d_]{2,}", u.text.lower())))
+        snap.words = frozenset(w for t in texts for w in re.findall(r"[^\W\d_]{2,}", t.lower())) | \
+            {w for w, n in seen.items() if n > 1}
         return snap
 
     def embed(self, text: str) -> np.ndarray:
@@ -272,10 +276,10 @@ class Engine:
             return Reply(policy.NO_ANSWER, msg(lang, "no_answer_hcp" if role == HCP else "no_answer"),
                          language=lang, generation=snap.name)
         # how sure the model is that no text answers it: the gate weighs that against what it finds
-        doubt = pred.proba.get(UNANSWERABLE)
-        if label == UNANSWERABLE:
+        doubt = unanswerable(pred.proba)
+        if label in UNANSWERED:
             # like questions the texts are known not to answer: answered only if a passage clearly does
-            label = CLINICAL if pred.proba.get(CLINICAL, 0.0) > pred.proba.get(QUESTION, 0.0) else QUESTION
+            label = UNANSWERED[label]
         if label == ADVICE:
             return self._advice(snap, query, qv, lang, timings)
         if label == CLINICAL and role != HCP:

@@ -53,12 +53,24 @@ NEAREST_WEIGHT = 1.0  # the nearest example of each kind (held out: macro-F1 0.8
 MIN_AE_THRESHOLD = 0.05  # never flag every message: a floor under the chosen cut-off
 
 
-UNANSWERABLE = "unanswerable"  # a question marked `answerable: false`: in scope, and no text answers it
+UNANSWERABLE = "unanswerable"  # a `question` marked `answerable: false`: in scope, and no text answers it
+UNANSWERABLE_CLINICAL = "unanswerable_clinical"  # a `clinical` one (for the public still HCP-only)
+# each of them, and the question it is otherwise (two kinds, not one: with one, whether an unanswerable
+# question was clinical was read from two probabilities that were both near zero)
+UNANSWERED = {UNANSWERABLE: QUESTION, UNANSWERABLE_CLINICAL: CLINICAL}
 
 
 def target(u: Utterance) -> str:
     """What the model learns for a message: its label, or that no text answers it."""
-    return UNANSWERABLE if not u.answerable and u.label in (QUESTION, CLINICAL) else u.label
+    if not u.answerable and u.label in (QUESTION, CLINICAL):
+        return UNANSWERABLE if u.label == QUESTION else UNANSWERABLE_CLINICAL
+    return u.label
+
+
+def unanswerable(proba: dict[str, float]) -> float | None:
+    """The model's probability that no text answers the message (None for a model without such examples)."""
+    found = [proba[c] for c in UNANSWERED if c in proba]
+    return sum(found) if found else None
 
 
 def passage_examples(generation) -> tuple[list[Utterance], np.ndarray]:

@@ -206,10 +206,10 @@ def train_intent(generation: Generation, keep: dict | None = None) -> dict:
 
 def held_doubt(held: intent.HeldOut) -> dict:
     """Each user's question (no history) -> the held-out probability that no text answers it."""
-    if intent.UNANSWERABLE not in held.classes:
+    cols = [held.classes.index(c) for c in intent.UNANSWERED if c in held.classes]
+    if not cols:
         return {}
-    col = held.classes.index(intent.UNANSWERABLE)
-    return {u.key: float(p) for u, p in zip(held.utterances, held.proba[:, col])
+    return {u.key: float(p) for u, p in zip(held.utterances, held.proba[:, cols].sum(axis=1))
             if not u.history and u.label in (QUESTION, CLINICAL)}
 
 
