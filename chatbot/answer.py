@@ -244,7 +244,8 @@ class Engine:
             return Reply(policy.INVALID, msg(lang, "too_long", n=len(q), limit=self.settings.max_question_chars),
                          language=lang)
         snap = self.snapshot()
-        if policy.other_language(q, snap.words):
+        # (a request hidden in base64 is no language: it is read as decoded, see ``understand``)
+        if policy.other_language(q, snap.words) and not policy.decoded(q):
             return Reply(policy.INVALID, msg("en", "other_language"), language="en")
         history = [policy.clean(h) for h in history][-4:]
         history = [h for h in history if h and len(h) <= self.settings.max_question_chars]

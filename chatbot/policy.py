@@ -51,13 +51,19 @@ def variants(text: str) -> list[str]:
     if spaced != text:
         out.append(spaced)
     out.append(re.sub(r"[._*\-]+(?=\w)", "", text))  # "d.o.s.e", "d-o-s-e"
+    return out + decoded(text)
+
+
+def decoded(text: str) -> list[str]:
+    """The printable texts that base64 in the message decodes to."""
+    out = []
     for token in _B64.findall(text):
         try:
-            decoded = base64.b64decode(token + "=" * (-len(token) % 4), validate=True).decode("utf-8")
+            found = base64.b64decode(token + "=" * (-len(token) % 4), validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError, ValueError):
             continue
-        if decoded.isprintable():
-            out.append(decoded)
+        if found.isprintable():
+            out.append(found)
     return out
 
 
