@@ -163,9 +163,8 @@ class Engine:
         # than one message uses (to tell another language apart; one message may quote another
         # language, as in "in french please: quelle est la dose")
         texts = [c.text for c in generation.chunks] + [t for _, _, t in generation.questions]
-        seen = Counter(w for u in generation.utterances for w in set(re.findall(r"[^\W\d_]{2,}", u.text.lower())))
-        snap.words = frozenset(w for t in texts for w in re.findall(r"[^\W\d_]{2,}", t.lower())) | \
-            {w for w, n in seen.items() if n > 1}
+        seen = Counter(w for u in generation.utterances for w in set(policy.letter_words(u.text)))
+        snap.words = frozenset(w for t in texts for w in policy.letter_words(t)) | {w for w, n in seen.items() if n > 1}
         return snap
 
     def embed(self, text: str) -> np.ndarray:

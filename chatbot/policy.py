@@ -101,11 +101,17 @@ def dutch_probability(text: str) -> float:
     return 0.0
 
 
+def letter_words(text: str) -> list[str]:
+    """The words of two letters or more, lowercased: what ``other_language`` compares with the words
+    it knows (which must be read the same way)."""
+    return re.findall(r"[^\W\d_]{2,}", text.lower())
+
+
 def other_language(text: str, known: frozenset[str] | set[str] = frozenset()) -> bool:
     """Whether a message is clearly written in a language other than English and Dutch: lingua says so,
     and a good part of its words are in none of our English and Dutch texts and messages (clinical
     jargon such as "QTc prolongation entrectinib" fools lingua, not the vocabulary)."""
-    tokens = re.findall(r"[^\W\d_]{2,}", text.lower())
+    tokens = letter_words(text)
     if len(tokens) < OTHER_MIN_WORDS:
         return False
     values = {c.language.iso_code_639_1.name.lower(): c.value
