@@ -10,7 +10,8 @@
   - the labelled users' questions: right unless marked `answerable: false`; off-topic messages are
     wrong whatever is found.
   Its cut-off is the lowest at which the answered questions are right at least ``GATE_PRECISION``
-  of the time, at that cut-off and every higher one.
+  of the time, at that cut-off and every higher one that answers at least ``MIN_SUPPORT`` pairs
+  (a precision over fewer pairs is noise).
 - The gate's second stage (``chatbot.gate``): on the users' questions, the gate's held-out
   probability and the reply-kind model's held-out probability that no text answers the question.
 """
